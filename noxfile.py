@@ -1,0 +1,81 @@
+"""Sessions: tests per framework, cross-framework, parity with the reference, lint.
+
+Every session builds its own virtualenv from nothing with the pinned versions in
+constraints.txt; torch is installed first so pip takes the CPU build.
+"""
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["tests"]
+
+CONSTRAINTS = ("-c", "constraints.txt")
+PYTEST = ("pytest", "-q", "-p", "no:cacheprovider")
+
+
+def install(session, extras):
+    """Install the project with `extras`, torch's CPU build first when torch is needed."""
+    if "torch" in extras or "parity" in extras:
+        session.install(*CONSTRAINTS, "torch==2.13.0")
+    session.install(*CONSTRAINTS, "-e", f".[{','.join(extras)}]")
+
+
+@nox.session(name="tests")
+def tests(session):
+    """The whole suite: core, every framework present, cross-framework and parity."""
+    install(session, ["torch", "test", "parity"])
+    session.run(*PYTEST, "tests", *session.posargs)
+
+
+@nox.session(name="tests-core")
+def tests_core(session):
+    """The framework-neutral core alone, with no framework installed."""
+    install(session, ["test"])
+    session.run(*PYTEST, "tests/core", *session.posargs)
+
+
+@nox.session(name="tests-torch")
+def tests_torch(session):
+    install(session, ["torch", "test"])
+    session.run(*PYTEST, "tests/core", "tests/torch", *session.posargs)
+
+
+@nox.session(name="tests-tf")
+def tests_tf(session):
+    install(session, ["tf", "test"])
+    session.run(*PYTEST, "tests/core", "tests/tf", *session.posargs)
+
+
+@nox.session(name="tests-flax")
+def tests_flax(session):
+    install(session, ["flax", "test"])
+    session.run(*PYTEST, "tests/core", "tests/flax", *session.posargs)
+
+
+@nox.session(name="cross")
+def cross(session):
+    """Frameworks against each other on the same checkpoints."""
+    install(session, ["all", "test"])
+    session.run(*PYTEST, "tests/cross", *session.posargs)
+
+
+@nox.session(name="parity")
+def parity(session):
+    """Ours against the reference implementation (transformers 4.57.6)."""
+    install(session, ["torch", "test", "parity"])
+    session.run(*PYTEST, "tests/parity", *session.posargs)
+
+
+@nox.session(name="bench")
+def bench(session):
+    """Side-by-side benchmarks against the reference; prints tokens/s and ratios."""
+    install(session, ["torch", "parity"])
+    session.run("python", "benchmarks/bench_torch.py", *session.posargs)
+    session.run("python", "benchmarks/bench_tokenizers.py")
+
+
+@nox.session(name="lint")
+def lint(session):
+    session.install(*CONSTRAINTS, "ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")

@@ -1,0 +1,135 @@
+"""Model outputs shared by the three frameworks.
+
+An output is an ordered dict whose fields are also attributes (`out.logits`,
+`out["logits"]`, `out[0]`). Fields left at `None` are absent from the dict and from
+`to_tuple()`, which is what `return_dict=False` returns, as in the reference.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, ClassVar
+
+
+class ModelOutput(OrderedDict):
+    """Base of every output type: a fixed, ordered list of optional fields."""
+
+    fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        if len(args) > len(self.fields):
+            raise TypeError(f"{type(self).__name__} takes at most {len(self.fields)} positional fields")
+        values = dict(zip(self.fields, args))
+        for key, value in kwargs.items():
+            if key not in self.fields:
+                raise TypeError(f"{type(self).__name__} has no field {key!r}; fields are {self.fields}")
+            if key in values:
+                raise TypeError(f"field {key!r} given twice")
+            values[key] = value
+        for key in self.fields:
+            if values.get(key) is not None:
+                super().__setitem__(key, values[key])
+
+    def __getattr__(self, name: str) -> Any:
+        fields = type(self).fields
+        if name in fields:
+            return self.get(name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in type(self).fields:
+            self[name] = value
+        else:
+            super().__setattr__(name, value)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self.fields:
+            raise KeyError(f"{type(self).__name__} has no field {key!r}")
+        if value is None:
+            self.pop(key, None)
+            return
+        # Keep field order whatever order fields are set in.
+        items = {**self, key: value}
+        super().clear()
+        for name in self.fields:
+            if name in items:
+                super().__setitem__(name, items[name])
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, slice)):
+            return self.to_tuple()[key]
+        return super().__getitem__(key)
+
+    def to_tuple(self) -> tuple:
+        """The fields that are set, in declaration order."""
+        return tuple(self[name] for name in self.fields if name in self)
+
+    def __reduce__(self):
+        return type(self), (), None, None, iter(self.items())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={_short(v)}" for k, v in self.items())
+        return f"{type(self).__name__}({inner})"
+
+
+def _short(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"<{type(value).__name__} shape={tuple(shape)}>"
+    if isinstance(value, tuple):
+        return f"<tuple of {len(value)}>"
+    return repr(value)
+
+
+class BaseModelOutputWithPoolingAndCrossAttentions(ModelOutput):
+    """What `XLMRobertaModel` returns."""
+
+    fields = (
+        "last_hidden_state",
+        "pooler_output",
+        "past_key_values",
+        "hidden_states",
+        "attentions",
+        "cross_attentions",
+    )
+
+
+class CausalLMOutputWithCrossAttentions(ModelOutput):
+    """What `XLMRobertaForCausalLM` returns."""
+
+    fields = ("loss", "logits", "past_key_values", "hidden_states", "attentions", "cross_attentions")
+
+
+class MaskedLMOutput(ModelOutput):
+    """What `XLMRobertaForMaskedLM` returns.
+
+    On the labelled-positions path `logits` holds one row per labelled token
+    (`[num_labelled, vocab]`) and `masked_positions` the flat indices of those rows.
+    """
+
+    fields = ("loss", "logits", "hidden_states", "attentions", "masked_positions")
+
+
+class SequenceClassifierOutput(ModelOutput):
+    """What `XLMRobertaForSequenceClassification` returns."""
+
+    fields = ("loss", "logits", "hidden_states", "attentions")
+
+
+class MultipleChoiceModelOutput(ModelOutput):
+    """What `XLMRobertaForMultipleChoice` returns."""
+
+    fields = ("loss", "logits", "hidden_states", "attentions")
+
+
+class TokenClassifierOutput(ModelOutput):
+    """What `XLMRobertaForTokenClassification` returns."""
+
+    fields = ("loss", "logits", "hidden_states", "attentions")
+
+
+class QuestionAnsweringModelOutput(ModelOutput):
+    """What `XLMRobertaForQuestionAnswering` returns."""
+
+    fields = ("loss", "start_logits", "end_logits", "hidden_states", "attentions")
