@@ -1,0 +1,82 @@
+"""Model logic that does not depend on a framework, shared by all three implementations.
+
+Each function here works on Python ints or numpy arrays, so the torch, TF and Flax
+models compute the same thing from one definition: the checks that turn bad input into
+a clear error, the index table of relative positions, and which loss a classification
+head uses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Labels equal to this are left out of token-level losses (the reference convention).
+IGNORE_INDEX = -100
+
+
+def check_sequence_length(config, past_length: int, new_length: int) -> None:
+    """Raise `ValueError` when past + new tokens do not fit the position table.
+
+    The reference ends in a bare `IndexError` inside the embedding lookup instead.
+    """
+    total = int(past_length) + int(new_length)
+    if total > config.max_sequence_length:
+        detail = f"{past_length} cached + {new_length} new" if past_length else f"{new_length} tokens"
+        reason = (
+            f"max_position_embeddings={config.max_position_embeddings} minus the padding offset "
+            f"{config.pad_token_id + 1}"
+            if config.position_embedding_type == "absolute"
+            else f"max_position_embeddings={config.max_position_embeddings}"
+        )
+        raise ValueError(
+            f"sequence of {total} positions ({detail}) is longer than the position table allows: "
+            f"at most {config.max_sequence_length} ({reason}); truncate the input "
+            "(tokenizer(..., truncation=True, max_length=...))"
+        )
+
+
+def check_index_range(name: str, low: int, high: int, size: int) -> None:
+    """Raise `ValueError` when ids spanning `[low, high]` fall outside `[0, size)`.
+
+    `name` says which input and which table, e.g. `"input_ids"` / vocabulary.
+    """
+    if int(low) < 0 or int(high) >= size:
+        bad = int(low) if int(low) < 0 else int(high)
+        table = {
+            "input_ids": "the vocabulary",
+            "token_type_ids": "the token type table",
+            "position_ids": "the position table",
+        }.get(name, "its table")
+        raise ValueError(f"{name} contains {bad}, outside {table} [0, {size})")
+
+
+def relative_position_index(query_length: int, key_length: int, max_position_embeddings: int) -> np.ndarray:
+    """Rows of the `distance_embedding` table for each (query, key) pair, `[query, key]`.
+
+    The queries are the last `query_length` of the `key_length` positions (the earlier
+    ones come from the key/value cache), so a step with a cache sees the same distances
+    as a full recompute. (The reference places every query of a cached call at the last
+    position, which is only right for one new token at a time.)
+    """
+    query_positions = np.arange(key_length - query_length, key_length)[:, None]
+    key_positions = np.arange(key_length)[None, :]
+    return (query_positions - key_positions + max_position_embeddings - 1).astype(np.int32)
+
+
+def classification_problem_type(config, labels_are_integer: bool) -> str:
+    """Which loss a sequence-classification head uses for these labels.
+
+    `config.problem_type` wins when set; otherwise one label means regression, integer
+    labels single-label classification, float labels multi-label classification.
+    """
+    if config.problem_type is not None:
+        return config.problem_type
+    if config.num_labels == 1:
+        return "regression"
+    return "single_label_classification" if labels_are_integer else "multi_label_classification"
+
+
+def check_labels_shape(name: str, labels_shape, expected_shape) -> None:
+    """Raise `ValueError` when labels do not line up with what the head predicts."""
+    if tuple(labels_shape) != tuple(expected_shape):
+        raise ValueError(f"{name} has shape {tuple(labels_shape)}, expected {tuple(expected_shape)}")
