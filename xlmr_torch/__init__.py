@@ -1,0 +1,23 @@
+"""PyTorch XLM-RoBERTa: the seven model classes over the shared `xlmr_core` config and checkpoints."""
+
+from .modeling import (
+    XLMRobertaForCausalLM,
+    XLMRobertaForMaskedLM,
+    XLMRobertaForMultipleChoice,
+    XLMRobertaForQuestionAnswering,
+    XLMRobertaForSequenceClassification,
+    XLMRobertaForTokenClassification,
+    XLMRobertaModel,
+    XLMRobertaPreTrainedModel,
+)
+
+__all__ = [
+    "XLMRobertaModel",
+    "XLMRobertaForCausalLM",
+    "XLMRobertaForMaskedLM",
+    "XLMRobertaForSequenceClassification",
+    "XLMRobertaForMultipleChoice",
+    "XLMRobertaForTokenClassification",
+    "XLMRobertaForQuestionAnswering",
+    "XLMRobertaPreTrainedModel",
+]

@@ -1,0 +1,1232 @@
+"""XLM-RoBERTa in PyTorch.
+
+Read top to bottom: embeddings, attention, layer, encoder, pooler, heads, the shared
+base class, then the seven public models. Module attribute names reproduce the
+reference state-dict names exactly, so published checkpoints load without renaming.
+
+Key/value cache (decoders only): `past_key_values` is a tuple with one entry per layer.
+Each entry is `(self_key, self_value)`, or `(self_key, self_value, cross_key, cross_value)`
+when cross-attention ran; every tensor is `[batch, heads, length, head_dim]`. Pass back
+what the previous call returned, together with an `attention_mask` that covers the
+past and the new tokens when there is padding.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import warnings
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint
+from torch import nn
+
+from xlmr_core import (
+    BaseModelOutputWithPoolingAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+    XLMRobertaConfig,
+)
+from xlmr_core.modeling_utils import (
+    IGNORE_INDEX,
+    check_index_range,
+    check_labels_shape,
+    check_sequence_length,
+    classification_problem_type,
+    relative_position_index,
+)
+
+logger = logging.getLogger(__name__)
+
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_new": functools.partial(F.gelu, approximate="tanh"),
+    "gelu_pytorch_tanh": functools.partial(F.gelu, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+}
+
+
+# ----------------------------------------------------------------------------- embeddings
+
+
+def position_ids_from_input_ids(input_ids: torch.Tensor, padding_idx: int | None, past_length: int = 0):
+    """Fairseq positions: real tokens count up from `padding_idx + 1`, pads stay at `padding_idx`."""
+    if padding_idx is None:
+        positions = torch.arange(past_length, past_length + input_ids.shape[1], device=input_ids.device)
+        return positions.expand_as(input_ids)
+    not_pad = input_ids.ne(padding_idx).long()
+    return (torch.cumsum(not_pad, dim=1) + past_length) * not_pad + padding_idx
+
+
+def position_ids_from_inputs_embeds(
+    inputs_embeds: torch.Tensor, padding_idx: int | None, past_length: int = 0
+):
+    """Without token ids padding cannot be seen, so every position counts as a real token."""
+    batch_size, seq_length = inputs_embeds.shape[:2]
+    start = past_length + (0 if padding_idx is None else padding_idx + 1)
+    positions = torch.arange(start, start + seq_length, device=inputs_embeds.device)
+    return positions.expand(batch_size, seq_length)
+
+
+class XLMRobertaEmbeddings(nn.Module):
+    def __init__(self, config: XLMRobertaConfig):
+        super().__init__()
+        pad = config.pad_token_id
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=pad)
+        # The relative kinds never read this table, but checkpoints carry it, so it exists.
+        self.position_embeddings = nn.Embedding(
+            config.max_position_embeddings, config.hidden_size, padding_idx=pad
+        )
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.absolute_positions = config.position_embedding_type == "absolute"
+
+    def forward(self, input_ids, token_type_ids, position_ids, inputs_embeds):
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
+        if self.absolute_positions:
+            embeddings = embeddings + self.position_embeddings(position_ids)
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+class XLMRobertaSelfAttention(nn.Module):
+    """Multi-head attention over the layer's own tokens, or over encoder states (cross)."""
+
+    def __init__(self, config: XLMRobertaConfig, position_embedding_type: str):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.position_embedding_type = position_embedding_type
+        if position_embedding_type != "absolute":
+            self.max_position_embeddings = config.max_position_embeddings
+            self.distance_embedding = nn.Embedding(2 * config.max_position_embeddings - 1, self.head_dim)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch_size, length, _ = x.shape
+        return x.view(batch_size, length, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def relative_position_bias(self, query, key) -> torch.Tensor:
+        """Relative-position scores `[batch, heads, q, k]`, already divided by sqrt(head_dim).
+
+        Handing these to SDPA as an additive bias keeps the fused kernel for relative kinds.
+        """
+        # Queries are the last positions of the keys: a cached step sees a full recompute's distances.
+        index = relative_position_index(query.shape[2], key.shape[2], self.max_position_embeddings)
+        embedded = self.distance_embedding(torch.from_numpy(index).to(query.device)).to(query.dtype)
+        scores = torch.einsum("bhqd,qkd->bhqk", query, embedded)
+        if self.position_embedding_type == "relative_key_query":
+            scores = scores + torch.einsum("bhkd,qkd->bhqk", key, embedded)
+        return scores / math.sqrt(self.head_dim)
+
+    def forward(
+        self,
+        hidden_states,
+        attention_bias=None,
+        head_mask=None,
+        encoder_hidden_states=None,
+        past_key_value=None,
+        output_attentions=False,
+    ):
+        batch_size, length, _ = hidden_states.shape
+        query = self.split_heads(self.query(hidden_states))
+        if encoder_hidden_states is not None and past_key_value is not None:
+            key, value = past_key_value  # the encoder side does not change between decoding steps
+        else:
+            source = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+            key = self.split_heads(self.key(source))
+            value = self.split_heads(self.value(source))
+            if past_key_value is not None:
+                key = torch.cat([past_key_value[0], key], dim=2)
+                value = torch.cat([past_key_value[1], value], dim=2)
+
+        bias = attention_bias
+        if self.position_embedding_type != "absolute":
+            relative = self.relative_position_bias(query, key)
+            if bias is None:
+                bias = relative
+            else:
+                # min + a negative score would overflow to -inf in half precision
+                bias = (relative + bias).clamp(min=torch.finfo(relative.dtype).min)
+
+        if output_attentions or head_mask is not None:
+            scores = torch.matmul(query, key.transpose(-1, -2)) / math.sqrt(self.head_dim)
+            if bias is not None:
+                scores = scores + bias
+            probs = self.dropout(scores.softmax(dim=-1))
+            if head_mask is not None:
+                probs = probs * head_mask
+            context = torch.matmul(probs, value)
+        else:
+            probs = None
+            dropout_p = self.dropout.p if self.training else 0.0
+            context = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout_p)
+        context = context.transpose(1, 2).reshape(batch_size, length, self.num_heads * self.head_dim)
+        return context, probs, (key, value)
+
+
+class XLMRobertaSelfOutput(nn.Module):
+    def __init__(self, config: XLMRobertaConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, residual):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+
+
+class XLMRobertaAttention(nn.Module):
+    def __init__(self, config: XLMRobertaConfig, position_embedding_type: str):
+        super().__init__()
+        self.self = XLMRobertaSelfAttention(config, position_embedding_type)
+        self.output = XLMRobertaSelfOutput(config)
+
+    def forward(
+        self,
+        hidden_states,
+        attention_bias,
+        head_mask,
+        encoder_hidden_states,
+        past_key_value,
+        output_attentions,
+    ):
+        context, probs, key_value = self.self(
+            hidden_states, attention_bias, head_mask, encoder_hidden_states, past_key_value, output_attentions
+        )
+        return self.output(context, hidden_states), probs, key_value
+
+
+# ----------------------------------------------------------------------------- layer
+
+
+class XLMRobertaIntermediate(nn.Module):
+    def __init__(self, config: XLMRobertaConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = ACTIVATIONS[config.hidden_act]
+
+    def forward(self, hidden_states):
+        return self.activation(self.dense(hidden_states))
+
+
+class XLMRobertaOutput(nn.Module):
+    def __init__(self, config: XLMRobertaConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, residual):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+
+
+class XLMRobertaLayer(nn.Module):
+    def __init__(self, config: XLMRobertaConfig):
+        super().__init__()
+        self.attention = XLMRobertaAttention(config, config.position_embedding_type)
+        if config.add_cross_attention:
+            # Encoder positions are unrelated to decoder positions: cross-attention has no relative term.
+            self.crossattention = XLMRobertaAttention(config, "absolute")
+        self.intermediate = XLMRobertaIntermediate(config)
+        self.output = XLMRobertaOutput(config)
+
+    def forward(
+        self,
+        hidden_states,
+        attention_bias,
+        head_mask,
+        encoder_hidden_states,
+        encoder_attention_bias,
+        past_key_value,
+        output_attentions,
+    ):
+        self_past = past_key_value[:2] if past_key_value is not None else None
+        cross_past = past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
+        hidden_states, self_probs, present = self.attention(
+            hidden_states, attention_bias, head_mask, None, self_past, output_attentions
+        )
+        cross_probs = None
+        if encoder_hidden_states is not None:
+            hidden_states, cross_probs, cross_present = self.crossattention(
+                hidden_states,
+                encoder_attention_bias,
+                head_mask,
+                encoder_hidden_states,
+                cross_past,
+                output_attentions,
+            )
+            present = present + cross_present
+        hidden_states = self.output(self.intermediate(hidden_states), hidden_states)
+        return hidden_states, self_probs, cross_probs, present
+
+
+# ----------------------------------------------------------------------------- encoder
+
+
+class XLMRobertaEncoder(nn.Module):
+    def __init__(self, config: XLMRobertaConfig):
+        super().__init__()
+        self.layer = nn.ModuleList([XLMRobertaLayer(config) for _ in range(config.num_hidden_layers)])
+        self.gradient_checkpointing = False
+
+    def forward(
+        self,
+        hidden_states,
+        attention_bias,
+        head_mask,
+        encoder_hidden_states,
+        encoder_attention_bias,
+        past_key_values,
+        use_cache,
+        output_attentions,
+        output_hidden_states,
+    ):
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        all_cross_attentions = () if output_attentions and encoder_hidden_states is not None else None
+        presents = () if use_cache else None
+        for i, layer in enumerate(self.layer):
+            args = (
+                hidden_states,
+                attention_bias,
+                None if head_mask is None else head_mask[i],
+                encoder_hidden_states,
+                encoder_attention_bias,
+                None if past_key_values is None else past_key_values[i],
+                output_attentions,
+            )
+            if self.gradient_checkpointing and self.training:
+                hidden_states, probs, cross_probs, present = torch.utils.checkpoint.checkpoint(
+                    layer, *args, use_reentrant=False
+                )
+            else:
+                hidden_states, probs, cross_probs, present = layer(*args)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (probs,)
+                if all_cross_attentions is not None:
+                    all_cross_attentions += (cross_probs,)
+            if use_cache:
+                presents += (present,)
+        return hidden_states, presents, all_hidden_states, all_attentions, all_cross_attentions
+
+
+# ----------------------------------------------------------------------------- pooler
+
+
+class XLMRobertaPooler(nn.Module):
+    def __init__(self, config: XLMRobertaConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states):
+        return torch.tanh(self.dense(hidden_states[:, 0]))
+
+
+# ----------------------------------------------------------------------------- heads
+
+
+class XLMRobertaLMHead(nn.Module):
+    """dense -> gelu -> LayerNorm -> vocabulary projection (weight usually tied to the embeddings)."""
+
+    def __init__(self, config: XLMRobertaConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        # One tensor under two names (`lm_head.bias`, `lm_head.decoder.bias`), as in the reference.
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.decoder.bias = self.bias
+
+    def forward(self, features):
+        return self.decoder(self.layer_norm(F.gelu(self.dense(features))))
+
+
+class XLMRobertaClassificationHead(nn.Module):
+    """Sentence-level head on the first (`<s>`) token."""
+
+    def __init__(self, config: XLMRobertaConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(_classifier_dropout(config))
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, features):
+        x = self.dropout(features[:, 0])
+        x = self.dropout(torch.tanh(self.dense(x)))
+        return self.out_proj(x)
+
+
+def _classifier_dropout(config: XLMRobertaConfig) -> float:
+    return config.hidden_dropout_prob if config.classifier_dropout is None else config.classifier_dropout
+
+
+# ----------------------------------------------------------------------------- input checks
+# Wrong inputs fail here with a message naming the argument instead of deep inside an
+# embedding lookup (a bare IndexError on CPU, a device assert on GPU).
+
+
+def _check_shape(tensor, expected: tuple[int, ...], name: str) -> None:
+    if tuple(tensor.shape) != tuple(expected):
+        raise ValueError(f"{name} has shape {tuple(tensor.shape)}; expected {tuple(expected)}")
+
+
+def _check_range(ids: torch.Tensor, size: int, name: str, ignore_index: int | None = None) -> None:
+    """Every value of the integer tensor `ids` must be in [0, size) (or equal `ignore_index`)."""
+    if ids.is_floating_point() or ids.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integers, got dtype {ids.dtype}")
+    if torch.compiler.is_compiling():
+        return
+    values = ids if ignore_index is None else ids[ids != ignore_index]
+    if values.numel() == 0:
+        return
+    low, high = torch.aminmax(values)
+    if ignore_index is None:
+        check_index_range(name, int(low), int(high), size)
+    elif low < 0 or high >= size:
+        raise ValueError(
+            f"{name} must be in [0, {size}) or {ignore_index} (ignored); "
+            f"got values from {int(low)} to {int(high)}"
+        )
+
+
+def _check_labels_shape(labels, shapes: list[tuple[int, ...]], name: str = "labels") -> None:
+    """`labels` must have one of `shapes` (the first is the one named in the error)."""
+    if tuple(labels.shape) not in [tuple(s) for s in shapes]:
+        check_labels_shape(name, labels.shape, shapes[0])
+
+
+# ----------------------------------------------------------------------------- numpy <-> torch
+
+
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """CPU numpy view of a tensor; bfloat16 becomes `ml_dtypes.bfloat16` (numpy has no bf16)."""
+    tensor = tensor.detach().cpu().contiguous()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.numpy()
+
+
+def _from_numpy(array: np.ndarray) -> torch.Tensor:
+    """Tensor sharing the array's memory, for an immediate `copy_` into a parameter."""
+    array = np.asarray(array)
+    with warnings.catch_warnings():
+        # Memory-mapped checkpoints are read-only; we only ever read from the result.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        if array.dtype == ml_dtypes.bfloat16:
+            return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(array)
+
+
+# ----------------------------------------------------------------------------- base class
+
+
+class XLMRobertaPreTrainedModel(nn.Module):
+    """Weight init, checkpoint IO, weight tying and gradient checkpointing for every model."""
+
+    base_model_prefix = "roberta"
+
+    def __init__(self, config: XLMRobertaConfig):
+        super().__init__()
+        if not isinstance(config, XLMRobertaConfig):
+            raise TypeError(f"config must be an XLMRobertaConfig, got {type(config).__name__}")
+        config.validate()
+        if config.add_cross_attention and not config.is_decoder:
+            raise ValueError(
+                "add_cross_attention=True needs is_decoder=True: cross-attention is a decoder part"
+            )
+        self.config = config
+
+    # -- weights
+    def post_init(self) -> None:
+        """Initialise every weight like the reference, then tie the LM head to the embeddings."""
+        self.apply(self._init_weights)
+        self.tie_weights()
+        # A tied decoder is initialised as a Linear after the embedding: restore the zero pad rows.
+        for module in self.modules():
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        with torch.no_grad():
+            if isinstance(module, nn.Linear):
+                module.weight.normal_(0.0, std)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.Embedding):
+                module.weight.normal_(0.0, std)
+                if module.padding_idx is not None:
+                    module.weight[module.padding_idx].zero_()
+            elif isinstance(module, nn.LayerNorm):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+            elif isinstance(module, XLMRobertaLMHead):
+                module.bias.zero_()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.base_model.embeddings.word_embeddings
+
+    def get_output_embeddings(self) -> nn.Linear | None:
+        lm_head = getattr(self, "lm_head", None)
+        return None if lm_head is None else lm_head.decoder
+
+    @property
+    def base_model(self) -> nn.Module:
+        return getattr(self, self.base_model_prefix, self)
+
+    def tie_weights(self) -> None:
+        """Share the word-embedding matrix with the LM head's projection (`config.tie_word_embeddings`)."""
+        output_embeddings = self.get_output_embeddings()
+        if output_embeddings is not None and self.config.tie_word_embeddings:
+            output_embeddings.weight = self.get_input_embeddings().weight
+
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Number of distinct parameters (a tied matrix counts once)."""
+        skip = set()
+        if exclude_embeddings:
+            skip = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+        return sum(
+            p.numel()
+            for p in self.parameters()
+            if id(p) not in skip and (p.requires_grad or not only_trainable)
+        )
+
+    # -- gradient checkpointing
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute each layer's activations in the backward pass (training only) to save memory."""
+        for module in self.modules():
+            if isinstance(module, XLMRobertaEncoder):
+                module.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        for module in self.modules():
+            if isinstance(module, XLMRobertaEncoder):
+                module.gradient_checkpointing = False
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return any(m.gradient_checkpointing for m in self.modules() if isinstance(m, XLMRobertaEncoder))
+
+    # -- checkpoint IO
+    def _aliases(self) -> set[str]:
+        """State-dict names that are another name of a tensor already saved under its canonical name."""
+        names = set(self.state_dict())
+        aliases = {"lm_head.decoder.bias"} & names
+        if self.config.tie_word_embeddings and "lm_head.decoder.weight" in names:
+            aliases.add("lm_head.decoder.weight")
+        return aliases
+
+    def canonical_state(self) -> dict[str, np.ndarray]:
+        """The weights under their canonical checkpoint names, as numpy arrays."""
+        aliases = self._aliases()
+        return {name: _to_numpy(t) for name, t in self.state_dict().items() if name not in aliases}
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, max_shard_size: int | str | None = None
+    ) -> None:
+        """Write `config.json` and `model.safetensors` (or shards) in the shared checkpoint format."""
+        from xlmr_core.checkpoint import save_checkpoint
+
+        config = self.config.copy(architectures=[type(self).__name__])
+        save_checkpoint(save_directory, self.canonical_state(), config, max_shard_size=max_shard_size)
+
+    def load_canonical_state(self, checkpoint: dict[str, np.ndarray]) -> dict[str, list[str]]:
+        """Copy matching checkpoint arrays into this model; return missing and unexpected keys.
+
+        Raises `ValueError` naming the key when a shape disagrees. Base-model checkpoints load into
+        heads and head checkpoints into the base model (the `roberta.` prefix is matched).
+        """
+        from xlmr_core.weight_mapping import match_checkpoint
+
+        checkpoint = self._resolve_aliases(dict(checkpoint))
+        params = self.state_dict(keep_vars=True)
+        aliases = self._aliases()
+        expected = {name: tuple(t.shape) for name, t in params.items() if name not in aliases}
+        report = match_checkpoint(expected, checkpoint, base_model_prefix=self.base_model_prefix)
+        with torch.no_grad():
+            for name, array in report.state.items():
+                params[name].copy_(_from_numpy(array))
+        return {"missing_keys": list(report.missing), "unexpected_keys": list(report.unexpected)}
+
+    def _resolve_aliases(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
+        """Fold second names of one tensor into the canonical name, keeping anything that disagrees."""
+        for prefix in ("", f"{self.base_model_prefix}."):
+            decoder_bias = checkpoint.get(prefix + "lm_head.decoder.bias")
+            if decoder_bias is not None and prefix + "lm_head.bias" not in checkpoint:
+                checkpoint[prefix + "lm_head.bias"] = checkpoint.pop(prefix + "lm_head.decoder.bias")
+            elif decoder_bias is not None and np.array_equal(
+                decoder_bias, checkpoint[prefix + "lm_head.bias"]
+            ):
+                del checkpoint[prefix + "lm_head.decoder.bias"]
+        decoder = checkpoint.get("lm_head.decoder.weight")
+        embeddings = checkpoint.get(f"{self.base_model_prefix}.embeddings.word_embeddings.weight")
+        if (
+            self.config.tie_word_embeddings
+            and decoder is not None
+            and embeddings is not None
+            and np.array_equal(decoder, embeddings)
+        ):
+            del checkpoint["lm_head.decoder.weight"]  # a saved copy of the tied matrix
+        return checkpoint
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike,
+        *,
+        config: XLMRobertaConfig | None = None,
+        dtype: torch.dtype | None = None,
+        output_loading_info: bool = False,
+        **config_overrides,
+    ):
+        """Build the model from a checkpoint directory, in eval mode.
+
+        `dtype` (float32, float16, bfloat16) sets the parameter dtype; the default is float32.
+        Missing and unexpected keys are logged as warnings; with `output_loading_info=True` the
+        call returns `(model, {"missing_keys": [...], "unexpected_keys": [...]})`.
+        """
+        from xlmr_core.checkpoint import load_checkpoint
+
+        if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
+        if config is None:
+            config = XLMRobertaConfig.from_pretrained(directory, **config_overrides)
+        elif config_overrides:
+            config = config.copy(**config_overrides)
+        model = cls(config)
+        if dtype is not None:
+            model.to(dtype)
+        info = model.load_canonical_state(load_checkpoint(directory))
+        if info["missing_keys"]:
+            logger.warning(
+                "%s: weights not in the checkpoint at %s were newly initialised: %s",
+                cls.__name__,
+                directory,
+                info["missing_keys"],
+            )
+        if info["unexpected_keys"]:
+            logger.warning(
+                "%s: checkpoint weights at %s that this model does not use: %s",
+                cls.__name__,
+                directory,
+                info["unexpected_keys"],
+            )
+        model.eval()
+        return (model, info) if output_loading_info else model
+
+    def _return(self, output, return_dict):
+        use_dict = self.config.return_dict if return_dict is None else return_dict
+        return output if use_dict else output.to_tuple()
+
+
+# ----------------------------------------------------------------------------- the models
+
+
+class XLMRobertaModel(XLMRobertaPreTrainedModel):
+    """The bare encoder (or decoder, with `config.is_decoder`), with an optional pooler."""
+
+    def __init__(self, config: XLMRobertaConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embeddings = XLMRobertaEmbeddings(config)
+        self.encoder = XLMRobertaEncoder(config)
+        self.pooler = XLMRobertaPooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        past_key_values=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        config = self.config
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+
+        batch_size, seq_length = self._check_token_inputs(input_ids, inputs_embeds)
+        device = (input_ids if input_ids is not None else inputs_embeds).device
+        past_length = self._check_past(past_key_values, batch_size)
+        check_sequence_length(config, past_length, seq_length)
+        use_cache = config.is_decoder and (config.use_cache if use_cache is None else use_cache)
+        if use_cache and self.encoder.gradient_checkpointing and self.training:
+            logger.warning("use_cache=True does not combine with gradient checkpointing; not caching")
+            use_cache = False
+
+        if token_type_ids is None:
+            token_type_ids = torch.zeros((batch_size, seq_length), dtype=torch.long, device=device)
+        else:
+            _check_shape(token_type_ids, (batch_size, seq_length), "token_type_ids")
+            _check_range(token_type_ids, config.type_vocab_size, "token_type_ids")
+        if position_ids is None:
+            if input_ids is not None:
+                position_ids = position_ids_from_input_ids(input_ids, config.pad_token_id, past_length)
+            else:
+                position_ids = position_ids_from_inputs_embeds(
+                    inputs_embeds, config.pad_token_id, past_length
+                )
+        else:
+            if tuple(position_ids.shape) not in ((batch_size, seq_length), (1, seq_length)):
+                raise ValueError(
+                    f"position_ids has shape {tuple(position_ids.shape)}; "
+                    f"expected {(batch_size, seq_length)} or {(1, seq_length)}"
+                )
+            if config.position_embedding_type == "absolute":
+                _check_range(position_ids, config.max_position_embeddings, "position_ids")
+
+        embedding_output = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        dtype = embedding_output.dtype
+        attention_bias = self._self_attention_bias(attention_mask, batch_size, seq_length, past_length, dtype)
+        encoder_attention_bias = self._cross_attention_bias(
+            encoder_hidden_states, encoder_attention_mask, batch_size, dtype
+        )
+        hidden_states, presents, all_hidden_states, attentions, cross_attentions = self.encoder(
+            embedding_output,
+            attention_bias,
+            self._per_layer_head_mask(head_mask, dtype),
+            encoder_hidden_states,
+            encoder_attention_bias,
+            past_key_values,
+            use_cache,
+            output_attentions,
+            output_hidden_states,
+        )
+        output = BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            pooler_output=self.pooler(hidden_states) if self.pooler is not None else None,
+            past_key_values=presents,
+            hidden_states=all_hidden_states,
+            attentions=attentions,
+            cross_attentions=cross_attentions,
+        )
+        return self._return(output, return_dict)
+
+    def _check_token_inputs(self, input_ids, inputs_embeds) -> tuple[int, int]:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give exactly one of input_ids and inputs_embeds")
+        if input_ids is not None:
+            if input_ids.dim() != 2:
+                raise ValueError(f"input_ids must be [batch, sequence]; got shape {tuple(input_ids.shape)}")
+            _check_range(input_ids, self.config.vocab_size, "input_ids")
+            return tuple(input_ids.shape)
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.hidden_size:
+            raise ValueError(
+                f"inputs_embeds must be [batch, sequence, {self.config.hidden_size}]; "
+                f"got shape {tuple(inputs_embeds.shape)}"
+            )
+        return tuple(inputs_embeds.shape[:2])
+
+    def _check_past(self, past_key_values, batch_size: int) -> int:
+        """Validate the cache layout (see the module docstring) and return the cached length."""
+        if past_key_values is None:
+            return 0
+        config = self.config
+        if not config.is_decoder:
+            raise ValueError("past_key_values needs a decoder (config.is_decoder=True)")
+        if not isinstance(past_key_values, (tuple, list)) or len(past_key_values) != config.num_hidden_layers:
+            raise ValueError(
+                f"past_key_values must be a tuple with one entry per layer ({config.num_hidden_layers}), "
+                "as returned by a previous call with use_cache=True"
+            )
+        length = None
+        for i, entry in enumerate(past_key_values):
+            if not isinstance(entry, (tuple, list)) or len(entry) not in (2, 4):
+                raise ValueError(
+                    f"past_key_values[{i}] must be (key, value) or (key, value, cross_key, cross_value)"
+                )
+            key = entry[0]
+            expected = (batch_size, config.num_attention_heads, key.shape[-2], config.head_dim)
+            if key.dim() != 4 or tuple(key.shape) != expected:
+                raise ValueError(
+                    f"past_key_values[{i}] key has shape {tuple(key.shape)}; expected [batch, heads, length, "
+                    f"head_dim] = {(batch_size, config.num_attention_heads, 'length', config.head_dim)}"
+                )
+            length = key.shape[-2] if length is None else length
+            if key.shape[-2] != length:
+                raise ValueError("past_key_values entries disagree on the cached length")
+        return length
+
+    def _self_attention_bias(self, attention_mask, batch_size, seq_length, past_length, dtype):
+        """Additive bias `[batch or 1, 1, q, k]`: 0 where a query may look, the dtype's minimum elsewhere.
+
+        None when nothing is hidden, which lets SDPA pick its fastest kernel.
+        """
+        device = self.embeddings.word_embeddings.weight.device
+        total_length = past_length + seq_length
+        keep = None
+        if attention_mask is not None:
+            _check_shape(attention_mask, (batch_size, total_length), "attention_mask")
+            if torch.compiler.is_compiling() or not bool(attention_mask.all()):
+                keep = attention_mask.to(device=device, dtype=torch.bool)[:, None, None, :]
+        if self.config.is_decoder and seq_length > 1:
+            causal = torch.ones(seq_length, total_length, dtype=torch.bool, device=device).tril(past_length)
+            keep = causal[None, None] if keep is None else keep & causal
+        if keep is None:
+            return None
+        return torch.zeros(keep.shape, dtype=dtype, device=device).masked_fill(~keep, torch.finfo(dtype).min)
+
+    def _cross_attention_bias(self, encoder_hidden_states, encoder_attention_mask, batch_size, dtype):
+        if encoder_hidden_states is None:
+            if encoder_attention_mask is not None:
+                raise ValueError("encoder_attention_mask was given without encoder_hidden_states")
+            return None
+        if not self.config.add_cross_attention:
+            raise ValueError(
+                "encoder_hidden_states needs cross-attention layers: build the model with "
+                "is_decoder=True and add_cross_attention=True"
+            )
+        if encoder_hidden_states.dim() != 3 or encoder_hidden_states.shape[-1] != self.config.hidden_size:
+            raise ValueError(
+                f"encoder_hidden_states must be [batch, encoder_sequence, {self.config.hidden_size}]; "
+                f"got shape {tuple(encoder_hidden_states.shape)}"
+            )
+        if encoder_hidden_states.shape[0] != batch_size:
+            raise ValueError(
+                f"encoder_hidden_states has batch size {encoder_hidden_states.shape[0]}, not {batch_size}"
+            )
+        if encoder_attention_mask is None:
+            return None
+        _check_shape(encoder_attention_mask, encoder_hidden_states.shape[:2], "encoder_attention_mask")
+        keep = encoder_attention_mask.to(torch.bool)[:, None, None, :]
+        return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(
+            ~keep, torch.finfo(dtype).min
+        )
+
+    def _per_layer_head_mask(self, head_mask, dtype):
+        """`[heads]` (all layers) or `[layers, heads]` -> one `[1, heads, 1, 1]` multiplier per layer."""
+        if head_mask is None:
+            return None
+        layers, heads = self.config.num_hidden_layers, self.config.num_attention_heads
+        if tuple(head_mask.shape) == (heads,):
+            head_mask = head_mask.expand(layers, heads)
+        elif tuple(head_mask.shape) != (layers, heads):
+            raise ValueError(
+                f"head_mask has shape {tuple(head_mask.shape)}; expected ({heads},) or ({layers}, {heads})"
+            )
+        return [m.to(dtype).view(1, heads, 1, 1) for m in head_mask]
+
+
+class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
+    """Decoder with a language-model head; `labels` give the next-token loss (shifted inside)."""
+
+    def __init__(self, config: XLMRobertaConfig):
+        super().__init__(config)
+        if not config.is_decoder:
+            logger.warning("XLMRobertaForCausalLM is meant to run with is_decoder=True")
+        self.roberta = XLMRobertaModel(config, add_pooling_layer=False)
+        self.lm_head = XLMRobertaLMHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        labels=None,
+        past_key_values=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        if labels is not None:
+            use_cache = False
+        outputs = self.roberta(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            head_mask=head_mask,
+            inputs_embeds=inputs_embeds,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            _check_labels_shape(labels, [logits.shape[:2]])
+            _check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
+            # Position t predicts token t + 1.
+            loss = F.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                labels[:, 1:].reshape(-1).to(logits.device),
+                ignore_index=IGNORE_INDEX,
+            )
+        output = CausalLMOutputWithCrossAttentions(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            cross_attentions=outputs.cross_attentions,
+        )
+        return self._return(output, return_dict)
+
+
+class XLMRobertaForMaskedLM(XLMRobertaPreTrainedModel):
+    """Encoder with a masked-language-model head.
+
+    `labelled_positions_only=True` (needs `labels`) runs the LM head only where
+    `labels != -100`: the loss is the same, `logits` is `[num_labelled, vocab]` and
+    `masked_positions` holds those rows' flat indices into `[batch * sequence]`.
+    """
+
+    def __init__(self, config: XLMRobertaConfig):
+        super().__init__(config)
+        if config.is_decoder:
+            logger.warning("XLMRobertaForMaskedLM attends both ways; set is_decoder=False")
+        self.roberta = XLMRobertaModel(config, add_pooling_layer=False)
+        self.lm_head = XLMRobertaLMHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        labelled_positions_only: bool = False,
+    ):
+        if labelled_positions_only and labels is None:
+            raise ValueError("labelled_positions_only=True needs labels to know which positions are labelled")
+        outputs = self.roberta(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            head_mask=head_mask,
+            inputs_embeds=inputs_embeds,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            use_cache=False,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        sequence_output = outputs.last_hidden_state
+        loss = masked_positions = None
+        if labels is not None:
+            _check_labels_shape(labels, [sequence_output.shape[:2]])
+            _check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
+            flat_labels = labels.reshape(-1).to(sequence_output.device)
+        if labelled_positions_only:
+            masked_positions = (flat_labels != IGNORE_INDEX).nonzero().squeeze(-1)
+            features = sequence_output.reshape(-1, sequence_output.shape[-1]).index_select(
+                0, masked_positions
+            )
+            logits = self.lm_head(features)
+            loss = F.cross_entropy(logits.float(), flat_labels[masked_positions], ignore_index=IGNORE_INDEX)
+        else:
+            logits = self.lm_head(sequence_output)
+            if labels is not None:
+                loss = F.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]).float(), flat_labels, ignore_index=IGNORE_INDEX
+                )
+        output = MaskedLMOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            masked_positions=masked_positions,
+        )
+        return self._return(output, return_dict)
+
+
+class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
+    """Classification or regression from the `<s>` token.
+
+    The loss follows `config.problem_type`; when unset it is regression for one label,
+    single-label classification for integer labels and multi-label otherwise.
+    """
+
+    def __init__(self, config: XLMRobertaConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.roberta = XLMRobertaModel(config, add_pooling_layer=False)
+        self.classifier = XLMRobertaClassificationHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        outputs = self.roberta(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            head_mask=head_mask,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(outputs.last_hidden_state)
+        loss = None if labels is None else self._loss(logits, labels.to(logits.device))
+        output = SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return self._return(output, return_dict)
+
+    def _loss(self, logits, labels):
+        batch_size, num_labels = logits.shape
+        # Decided per call, not written back into the config as the reference does.
+        problem_type = classification_problem_type(self.config, labels.dtype in (torch.long, torch.int))
+        if problem_type == "regression":
+            if num_labels == 1:
+                _check_labels_shape(labels, [(batch_size,), (batch_size, 1)])
+                return F.mse_loss(logits.squeeze(-1).float(), labels.reshape(-1).float())
+            _check_labels_shape(labels, [(batch_size, num_labels)])
+            return F.mse_loss(logits.float(), labels.float())
+        if problem_type == "single_label_classification":
+            _check_labels_shape(labels, [(batch_size,), (batch_size, 1)])
+            _check_range(labels, num_labels, "labels", ignore_index=IGNORE_INDEX)
+            return F.cross_entropy(logits.float(), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+        _check_labels_shape(labels, [(batch_size, num_labels)])
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+
+class XLMRobertaForMultipleChoice(XLMRobertaPreTrainedModel):
+    """Scores `[batch, num_choices, sequence]` inputs; logits are `[batch, num_choices]`."""
+
+    def __init__(self, config: XLMRobertaConfig):
+        super().__init__(config)
+        self.roberta = XLMRobertaModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        token_type_ids=None,
+        attention_mask=None,
+        labels=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give exactly one of input_ids and inputs_embeds")
+        if input_ids is not None:
+            given, name, layout = input_ids, "input_ids", "[batch, num_choices, sequence]"
+        else:
+            given, name, layout = inputs_embeds, "inputs_embeds", "[batch, num_choices, sequence, hidden]"
+        if given.dim() != layout.count(",") + 1:
+            raise ValueError(f"{name} must be {layout}; got shape {tuple(given.shape)}")
+        batch_size, num_choices, seq_length = given.shape[:3]
+
+        def flatten(tensor, name):
+            if tensor is None:
+                return None
+            _check_shape(tensor, (batch_size, num_choices, seq_length), name)
+            return tensor.reshape(batch_size * num_choices, seq_length)
+
+        outputs = self.roberta(
+            flatten(input_ids, "input_ids"),
+            attention_mask=flatten(attention_mask, "attention_mask"),
+            token_type_ids=flatten(token_type_ids, "token_type_ids"),
+            position_ids=flatten(position_ids, "position_ids"),
+            head_mask=head_mask,
+            inputs_embeds=None
+            if inputs_embeds is None
+            else inputs_embeds.reshape(-1, *inputs_embeds.shape[2:]),
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output)).view(batch_size, num_choices)
+        loss = None
+        if labels is not None:
+            _check_labels_shape(labels, [(batch_size,)])
+            _check_range(labels, num_choices, "labels", ignore_index=IGNORE_INDEX)
+            loss = F.cross_entropy(logits.float(), labels.to(logits.device), ignore_index=IGNORE_INDEX)
+        output = MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return self._return(output, return_dict)
+
+
+class XLMRobertaForTokenClassification(XLMRobertaPreTrainedModel):
+    """One label per token (e.g. NER); label -100 marks tokens the loss skips."""
+
+    def __init__(self, config: XLMRobertaConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.roberta = XLMRobertaModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(_classifier_dropout(config))
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        outputs = self.roberta(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            head_mask=head_mask,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            _check_labels_shape(labels, [logits.shape[:2]])
+            _check_range(labels, self.num_labels, "labels", ignore_index=IGNORE_INDEX)
+            loss = F.cross_entropy(
+                logits.reshape(-1, self.num_labels).float(),
+                labels.reshape(-1).to(logits.device),
+                ignore_index=IGNORE_INDEX,
+            )
+        output = TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return self._return(output, return_dict)
+
+
+class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
+    """Extractive QA: start and end logits per token.
+
+    Positions outside the sequence are clamped to `sequence_length` and ignored by the loss,
+    which is the mean of the start and end cross-entropies.
+    """
+
+    def __init__(self, config: XLMRobertaConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.roberta = XLMRobertaModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        start_positions=None,
+        end_positions=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+    ):
+        if self.num_labels != 2:
+            raise ValueError(
+                f"question answering needs num_labels=2 (start, end); config has {self.num_labels}"
+            )
+        outputs = self.roberta(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            head_mask=head_mask,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).unbind(dim=-1)
+        start_logits, end_logits = start_logits.contiguous(), end_logits.contiguous()
+        loss = None
+        if (start_positions is None) != (end_positions is None):
+            raise ValueError("give both start_positions and end_positions, or neither")
+        if start_positions is not None:
+            batch_size, seq_length = start_logits.shape
+            losses = []
+            for positions, logits, name in (
+                (start_positions, start_logits, "start_positions"),
+                (end_positions, end_logits, "end_positions"),
+            ):
+                _check_labels_shape(positions, [(batch_size,), (batch_size, 1)], name)
+                positions = positions.reshape(-1).to(logits.device).clamp(0, seq_length)
+                losses.append(F.cross_entropy(logits.float(), positions, ignore_index=seq_length))
+            loss = (losses[0] + losses[1]) / 2
+        output = QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return self._return(output, return_dict)
