@@ -96,3 +96,39 @@ def max_abs_diff(a: dict, b: dict) -> dict[str, float]:
         assert names_a[name].shape == names_b[name].shape, (name, names_a[name].shape, names_b[name].shape)
         out[name] = float(np.max(np.abs(names_a[name] - names_b[name]))) if names_a[name].size else 0.0
     return out
+
+
+def example_inputs(head: str, config, *, batch: int = 2, length: int = 7, choices: int = 3, seed: int = 0):
+    """A padded batch (second row padded) with the labels `head` trains on, as numpy."""
+    rng = np.random.default_rng(seed)
+    shape = (batch, choices, length) if head == "ForMultipleChoice" else (batch, length)
+    input_ids = rng.integers(3, config.vocab_size, size=shape)
+    input_ids[..., 0] = 0  # <s>
+    attention_mask = np.ones(shape, dtype=np.int64)
+    attention_mask[1, ..., length - 3 :] = 0
+    input_ids[attention_mask == 0] = config.pad_token_id
+    inputs = {
+        "input_ids": input_ids.astype(np.int64),
+        "attention_mask": attention_mask,
+        "token_type_ids": rng.integers(0, config.type_vocab_size, size=shape).astype(np.int64),
+    }
+    if head in ("ForCausalLM", "ForTokenClassification", "ForMaskedLM"):
+        high = config.vocab_size if head != "ForTokenClassification" else config.num_labels
+        labels = rng.integers(0, high, size=shape)
+        labels[attention_mask == 0] = -100
+        if head == "ForMaskedLM":
+            labels[:, 1::3] = -100  # only some positions are labelled
+        inputs["labels"] = labels.astype(np.int64)
+    elif head == "ForSequenceClassification":
+        inputs["labels"] = rng.integers(0, config.num_labels, size=batch).astype(np.int64)
+    elif head == "ForMultipleChoice":
+        inputs["labels"] = rng.integers(0, choices, size=batch).astype(np.int64)
+    elif head == "ForQuestionAnswering":
+        # The second start position lies beyond the sequence: clamped and ignored.
+        inputs["start_positions"] = np.array([1, 100][:batch] + [2] * (batch - 2), dtype=np.int64)
+        inputs["end_positions"] = np.array([3, 2][:batch] + [4] * (batch - 2), dtype=np.int64)
+    return inputs
+
+
+def without_labels(inputs: dict) -> dict:
+    return {k: v for k, v in inputs.items() if k not in ("labels", "start_positions", "end_positions")}
