@@ -76,6 +76,13 @@ def tiny_config(**overrides):
     return XLMRobertaConfig(**values)
 
 
+def config_for(head: str, **overrides):
+    """`tiny_config` for `head`: question answering predicts exactly two labels (start, end)."""
+    if head == "ForQuestionAnswering":
+        overrides.setdefault("num_labels", 2)
+    return tiny_config(**overrides)
+
+
 def flatten(value, prefix="") -> dict[str, np.ndarray]:
     """Nested tuples of arrays -> {"hidden_states.0": array, ...} for comparison."""
     if isinstance(value, (tuple, list)):
