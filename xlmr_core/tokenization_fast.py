@@ -114,11 +114,8 @@ class XLMRobertaTokenizerFast(XLMRobertaTokenizerBase):
         pass
 
     def _encode_texts(self, texts: list[str], with_offsets: bool = False) -> list[Encoded]:
-        encodings = (
-            self._tokenizer.encode_batch_fast(texts, add_special_tokens=False)
-            if not with_offsets
-            else (self._tokenizer.encode_batch(texts, add_special_tokens=False))
-        )
+        # encode_batch_fast would skip the offsets but also the word ids, which word_ids() needs.
+        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
         return [_FastEncoded(encoding) for encoding in encodings]
 
     def _write_model_files(self, directory: Path) -> None:

@@ -1,0 +1,51 @@
+"""Tokenizer fixtures that need no downloaded files: a small SentencePiece model trained here."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import sentencepiece as spm
+
+from .texts import training_corpus
+
+
+@pytest.fixture(scope="session")
+def trained_sentencepiece_model(tmp_path_factory) -> str:
+    """A small unigram model with XLM-R's normalization (nmt_nfkc) and piece layout, trained in ~1 s."""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(training_corpus()),
+        model_writer=model,
+        model_type="unigram",
+        vocab_size=700,
+        hard_vocab_limit=False,
+        normalization_rule_name="nmt_nfkc",
+        character_coverage=0.9995,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        num_threads=1,
+        minloglevel=2,
+    )
+    path = tmp_path_factory.mktemp("spm") / "sentencepiece.bpe.model"
+    path.write_bytes(model.getvalue())
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def trained_tokenizers(trained_sentencepiece_model):
+    """Our slow and fast tokenizers on the trained model, keyed "slow" / "fast"."""
+    from xlmr_core import XLMRobertaTokenizer, XLMRobertaTokenizerFast
+
+    return {
+        "slow": XLMRobertaTokenizer(trained_sentencepiece_model),
+        "fast": XLMRobertaTokenizerFast(vocab_file=trained_sentencepiece_model),
+    }
+
+
+@pytest.fixture(params=["slow", "fast"])
+def tokenizer(request, trained_tokenizers):
+    """Each of our tokenizers in turn."""
+    return trained_tokenizers[request.param]
