@@ -1,5 +1,10 @@
-"""The `xlmr-convert` command line (convert, from-fairseq, verify, inspect).
+"""The `xlmr-convert` command line: convert checkpoints between formats, import fairseq
+releases, verify that every installed framework agrees on a checkpoint, inspect one.
 
-Not implemented yet (tracked by the conversion issue); the checkpoint reading and
-writing it will drive already lives in `xlmr_core.checkpoint`.
+Run `xlmr-convert --help` (or `python -m conversion --help`). Importing this package never
+imports torch, tensorflow or jax; each command imports only what its formats need.
 """
+
+from .cli import main
+
+__all__ = ["main"]

@@ -1,0 +1,204 @@
+"""The `xlmr-convert` command line: convert, from-fairseq, verify, inspect."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConversionError
+from .formats import DTYPES, FORMATS
+
+PROG = "xlmr-convert"
+
+DESCRIPTION = """\
+Move XLM-RoBERTa checkpoints between formats, import fairseq releases, and check that every
+installed framework gives the same numbers on a checkpoint.
+
+A checkpoint is a directory: config.json, model.safetensors (or an index and shards), and
+the tokenizer files. Progress goes to stderr; results to stdout."""
+
+CONVERT_HELP = """\
+Read the checkpoint directory SRC (model.safetensors, sharded safetensors, pytorch_model.bin,
+tf_model.h5 or flax_model.msgpack, in that order of preference) and write DST in the shared
+format, optionally also in the reference project's per-framework files (--format).
+config.json and the tokenizer files are carried along. Tensors are streamed one at a time.
+
+examples:
+  xlmr-convert convert ./xlmr-tf ./xlmr                      # tf_model.h5 -> model.safetensors
+  xlmr-convert convert ./xlmr ./xlmr-fp16 --dtype float16 --max-shard-size 500MB
+  xlmr-convert convert ./xlmr ./xlmr-all --format torch,tf,flax"""
+
+FAIRSEQ_HELP = """\
+Import an original fairseq XLM-R release directory (model.pt, dict.txt,
+sentencepiece.bpe.model) into the shared format, MLM head and tokenizer files included.
+model.pt is read by a restricted unpickler that rebuilds tensors and plain containers only:
+no pickled code runs, and a file that needs anything else is refused.
+
+examples:
+  xlmr-convert from-fairseq ./xlmr.base ./xlm-roberta-base
+  xlmr-convert from-fairseq ./xlmr.large ./xlm-roberta-large --dtype float16"""
+
+VERIFY_HELP = """\
+Load DIR in every installed framework (torch, tf, flax), run the same tokenised
+multilingual batch through each head the checkpoint has, and print max |diff| for every
+framework pair and against a float64 PyTorch run. PASS/FAIL at the documented tolerance
+(1e-5 in float32 on CPU, 1e-4 with --device gpu); exit status 1 on FAIL. Without
+tokenizer files in DIR, deterministic random token ids are used (and the output says so).
+
+examples:
+  xlmr-convert verify ./xlm-roberta-base
+  xlmr-convert verify ./xlm-roberta-base --device gpu --frameworks torch flax"""
+
+INSPECT_HELP = """\
+Summarise a checkpoint directory without loading any framework: config, parameter count,
+dtypes, weight files and shards, heads present, and missing or unexpected keys.
+
+examples:
+  xlmr-convert inspect ./xlm-roberta-base
+  xlmr-convert inspect ./xlm-roberta-base --json"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        raise ConversionError(message)
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _format_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in FORMATS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown format {text!r}; choose from {', '.join(FORMATS)}")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=DESCRIPTION, epilog=EXIT_CODES_HELP, formatter_class=_formatter)
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but results and errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    def command(name, help_text, summary):
+        sub = commands.add_parser(
+            name, help=summary, description=help_text, epilog=EXIT_CODES_HELP, formatter_class=_formatter
+        )
+        sub.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="print nothing but results and errors",
+        )
+        return sub
+
+    def writing_options(sub):
+        sub.add_argument("--dtype", choices=list(DTYPES), help="cast floating tensors (default: keep)")
+        sub.add_argument(
+            "--max-shard-size",
+            metavar="SIZE",
+            help="split the weights into shards of at most SIZE (e.g. 2GB, 500MB)",
+        )
+        sub.add_argument(
+            "--format",
+            dest="formats",
+            action="append",
+            type=_format_list,
+            default=[],
+            metavar="FMT[,FMT]",
+            help=f"also write the reference's per-framework files: {', '.join(FORMATS[1:])} "
+            "(repeat the option or separate with commas)",
+        )
+        sub.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+
+    convert = command("convert", CONVERT_HELP, "convert a checkpoint directory to the shared format")
+    convert.add_argument("src", metavar="SRC", help="checkpoint directory to read")
+    convert.add_argument("dst", metavar="DST", help="directory to create")
+    writing_options(convert)
+
+    fairseq = command("from-fairseq", FAIRSEQ_HELP, "import an original fairseq XLM-R release")
+    fairseq.add_argument("src", metavar="SRC", help="fairseq directory with model.pt and dict.txt")
+    fairseq.add_argument("dst", metavar="DST", help="directory to create")
+    writing_options(fairseq)
+
+    verify = command("verify", VERIFY_HELP, "compare every installed framework on a checkpoint")
+    verify.add_argument("directory", metavar="DIR", help="checkpoint directory")
+    verify.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where to run (default: cpu)")
+    verify.add_argument(
+        "--frameworks",
+        nargs="+",
+        choices=["torch", "tf", "flax"],
+        metavar="FW",
+        help="only these (torch, tf, flax)",
+    )
+    verify.add_argument("--tolerance", type=float, help="override the documented tolerance")
+
+    inspect = command("inspect", INSPECT_HELP, "summarise a checkpoint directory")
+    inspect.add_argument("directory", metavar="DIR", help="checkpoint directory")
+    inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "convert":
+        from .convert import convert
+
+        convert(
+            args.src,
+            args.dst,
+            dtype=args.dtype,
+            max_shard_size=args.max_shard_size,
+            extra_formats=[name for names in args.formats for name in names],
+            overwrite=args.overwrite,
+            quiet=args.quiet,
+        )
+        return EXIT_OK
+    if args.command == "from-fairseq":
+        from .fairseq import import_fairseq
+
+        import_fairseq(
+            args.src,
+            args.dst,
+            dtype=args.dtype,
+            max_shard_size=args.max_shard_size,
+            extra_formats=[name for names in args.formats for name in names],
+            overwrite=args.overwrite,
+            quiet=args.quiet,
+        )
+        return EXIT_OK
+    if args.command == "verify":
+        from .verify import verify
+
+        return verify(
+            args.directory,
+            device=args.device,
+            frameworks=args.frameworks,
+            tolerance=args.tolerance,
+            quiet=args.quiet,
+        )
+    from .inspection import inspect
+
+    return inspect(args.directory, as_json=args.json)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status (see `xlmr-convert --help`)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return run(args)
+    except ConversionError as error:
+        sys.stderr.write(f"{PROG}: error: {error}\n")
+        return error.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\n{PROG}: interrupted; nothing was written\n")
+        return EXIT_INTERRUPTED
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

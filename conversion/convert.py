@@ -1,0 +1,155 @@
+"""`convert`: any checkpoint directory we can read -> the shared format (+ reference files).
+
+Everything is written into a staging folder beside DST and renamed into place at the end,
+so a crash or Ctrl-C leaves either the old DST or the complete new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from xlmr_core import XLMRobertaConfig
+from xlmr_core.checkpoint import TF_WEIGHTS_NAME
+
+from . import formats
+from .errors import ConversionError, CorruptFileError, DestinationExistsError, MissingFileError
+from .progress import Progress, human_bytes, say
+
+# Files a checkpoint directory carries besides its weights.
+TOKENIZER_FILES = (
+    "sentencepiece.bpe.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
+
+
+@contextlib.contextmanager
+def staged_destination(destination: str | os.PathLike, *, overwrite: bool = False):
+    """Yield an empty staging folder that becomes `destination` when the body succeeds.
+
+    An existing `destination` is refused unless `overwrite`; then it is replaced as a
+    whole (old files that the new checkpoint does not have are gone too). On any error
+    or interrupt the staging folder is removed and `destination` is left as it was.
+    """
+    destination = Path(destination)
+    if destination.exists() and not overwrite:
+        raise DestinationExistsError(f"{destination} exists; pass --overwrite to replace it")
+    if destination.exists() and not destination.is_dir():
+        raise ConversionError(f"{destination} exists and is not a directory")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        stage.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
+        yield stage
+        if destination.exists():
+            retired = stage.with_suffix(".old")
+            os.replace(destination, retired)
+            os.replace(stage, destination)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(stage, destination)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def read_config(directory: Path) -> XLMRobertaConfig:
+    path = directory / "config.json"
+    if not path.is_file():
+        raise MissingFileError(f"no config.json in {directory}")
+    try:
+        return XLMRobertaConfig.from_pretrained(directory)
+    except (ValueError, TypeError) as error:
+        raise CorruptFileError(f"{path}: {error}") from None
+
+
+def copy_tokenizer_files(source: Path, stage: Path) -> list[str]:
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, stage / name)
+            copied.append(name)
+    return copied
+
+
+def write_formats(
+    stage: Path,
+    tensors: Mapping[str, formats.LazyTensor],
+    config: XLMRobertaConfig,
+    extra_formats: Iterable[str],
+    *,
+    max_shard_size=None,
+    quiet: bool = False,
+) -> list[str]:
+    """Write the shared format and every extra format into `stage`; return the files written."""
+    total = sum(t.nbytes for t in tensors.values())
+    progress = Progress("writing model.safetensors", total, quiet=quiet)
+    written = formats.write_safetensors_checkpoint(stage, tensors, max_shard_size, progress)
+    progress.close()
+    architecture = (config.architectures or [None])[0]
+    for fmt in dict.fromkeys(extra_formats):
+        if fmt == "safetensors":
+            continue
+        progress = Progress(f"writing {formats.FORMAT_FILES[fmt]}", total, quiet=quiet)
+        if fmt == "torch":
+            written += formats.write_torch_bin(stage, tensors, progress)
+        elif fmt == "tf":
+            if any(t.dtype == formats.DTYPES["bfloat16"] for t in tensors.values()):
+                say(
+                    f"note: HDF5 has no bfloat16; {TF_WEIGHTS_NAME} stores those tensors as float32",
+                    quiet=quiet,
+                )
+            written += formats.write_tf_h5(stage, tensors, architecture, progress)
+        else:
+            written += formats.write_flax_msgpack(stage, tensors, progress)
+        progress.close()
+    config.save_pretrained(stage)
+    return written + ["config.json"]
+
+
+def convert(
+    source: str | os.PathLike,
+    destination: str | os.PathLike,
+    *,
+    dtype: str | None = None,
+    max_shard_size=None,
+    extra_formats: Iterable[str] = (),
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> list[str]:
+    """Convert the checkpoint directory `source` into `destination`; return the files written."""
+    source, destination = Path(source), Path(destination)
+    extra_formats = list(extra_formats)
+    formats.check_writable(extra_formats)
+    if max_shard_size is not None:
+        try:
+            formats.core.parse_size(max_shard_size)
+        except ValueError as error:
+            raise ConversionError(str(error)) from None
+    if destination.exists() and not overwrite:  # before any reading: fail fast
+        raise DestinationExistsError(f"{destination} exists; pass --overwrite to replace it")
+    config = read_config(source)
+    with formats.open_checkpoint(source) as checkpoint:
+        tensors = formats.canonicalize(checkpoint.tensors, config.tie_word_embeddings)
+        if dtype is not None:
+            tensors = {name: t.cast(formats.DTYPES[dtype]) for name, t in tensors.items()}
+            config = config.copy(torch_dtype=dtype)
+        total = sum(t.nbytes for t in tensors.values())
+        say(
+            f"{source} ({checkpoint.format}, {len(tensors)} tensors, {human_bytes(total)}) -> {destination}",
+            quiet=quiet,
+        )
+        with staged_destination(destination, overwrite=overwrite) as stage:
+            written = write_formats(
+                stage, tensors, config, extra_formats, max_shard_size=max_shard_size, quiet=quiet
+            )
+            written += copy_tokenizer_files(source, stage)
+    return written
