@@ -1,7 +1,24 @@
-"""Flax / JAX XLM-RoBERTa: not implemented yet (tracked by the Flax issue).
+"""Flax / JAX XLM-RoBERTa: the seven models over the shared `xlmr_core` config and checkpoints,
+plus jitted optax training steps (`xlmr_flax.training`)."""
 
-The package exists so the distribution's layout is fixed; importing it says so plainly
-instead of failing later with a confusing attribute error.
-"""
+from .modeling import (
+    FlaxXLMRobertaForCausalLM,
+    FlaxXLMRobertaForMaskedLM,
+    FlaxXLMRobertaForMultipleChoice,
+    FlaxXLMRobertaForQuestionAnswering,
+    FlaxXLMRobertaForSequenceClassification,
+    FlaxXLMRobertaForTokenClassification,
+    FlaxXLMRobertaModel,
+    FlaxXLMRobertaPreTrainedModel,
+)
 
-raise ImportError("xlmr_flax is not implemented yet; use xlmr_torch (see README.md)")
+__all__ = [
+    "FlaxXLMRobertaModel",
+    "FlaxXLMRobertaForCausalLM",
+    "FlaxXLMRobertaForMaskedLM",
+    "FlaxXLMRobertaForSequenceClassification",
+    "FlaxXLMRobertaForMultipleChoice",
+    "FlaxXLMRobertaForTokenClassification",
+    "FlaxXLMRobertaForQuestionAnswering",
+    "FlaxXLMRobertaPreTrainedModel",
+]

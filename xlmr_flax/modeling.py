@@ -1,0 +1,1515 @@
+"""XLM-RoBERTa in Flax (Linen).
+
+Read top to bottom: embeddings, attention, layer, encoder, pooler, heads, the main
+module and the six head modules, then the wrapper base class (parameters, input checks,
+checkpoint IO) and the seven public `FlaxXLMRoberta*` classes. Module and parameter names
+reproduce the reference `flax_model.msgpack` paths, which `xlmr_core.weight_mapping`
+translates to and from the canonical checkpoint names.
+
+A wrapper holds a Linen module and its parameters:
+
+    model = FlaxXLMRobertaForMaskedLM(config, seed=0, dtype=jnp.float32)
+    out = model(input_ids, attention_mask, params=None, dropout_rng=None, train=False)
+
+Every call path is `jax.jit`-able: outputs are pytrees, and checks that need values
+(token ids in range, labels) run only when the values are concrete (outside `jit`);
+shape checks run always.
+
+Key/value cache (decoders only): `past_key_values` is a tuple with one entry per layer,
+`(self_key, self_value)` or `(self_key, self_value, cross_key, cross_value)`, each
+`[batch, heads, length, head_dim]` -- the same layout as `xlmr_torch`. Each cached step
+grows the cache, so under `jit` every new length compiles once.
+
+Embedding rows at `pad_token_id` (words and absolute positions) receive no gradient, as
+with PyTorch's `nn.Embedding(padding_idx=...)`, so training matches `xlmr_torch` exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from xlmr_core import (
+    BaseModelOutputWithPoolingAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+    XLMRobertaConfig,
+)
+from xlmr_core.modeling_utils import (
+    IGNORE_INDEX,
+    check_index_range,
+    check_labels_shape,
+    check_sequence_length,
+    classification_problem_type,
+    relative_position_index,
+)
+
+logger = logging.getLogger(__name__)
+
+ACTIVATIONS = {
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
+    "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+    "tanh": jnp.tanh,
+}
+
+Dtype = Any
+
+
+# ----------------------------------------------------------------------------- outputs as pytrees
+# The shared output classes are ordered dicts; registering them lets `jit`, `grad` and
+# `tree_map` pass them through. Absent (None) fields are not children.
+
+
+def _register_output_pytrees() -> None:
+    def flatten_with_keys(output):
+        return [(jax.tree_util.DictKey(k), v) for k, v in output.items()], tuple(output.keys())
+
+    def flatten(output):
+        return tuple(output.values()), tuple(output.keys())
+
+    for cls in (
+        BaseModelOutputWithPoolingAndCrossAttentions,
+        CausalLMOutputWithCrossAttentions,
+        MaskedLMOutput,
+        MultipleChoiceModelOutput,
+        QuestionAnsweringModelOutput,
+        SequenceClassifierOutput,
+        TokenClassifierOutput,
+    ):
+
+        def unflatten(keys, children, cls=cls):
+            return cls(**dict(zip(keys, children)))
+
+        try:
+            jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+        except ValueError:  # already registered (module reloaded)
+            pass
+
+
+_register_output_pytrees()
+
+
+# ----------------------------------------------------------------------------- small pieces
+
+
+def _normal(config: XLMRobertaConfig):
+    return jax.nn.initializers.normal(stddev=config.initializer_range)
+
+
+def _embedding_init(std: float, padding_idx: int | None):
+    """Normal init with the padding row zeroed, as the reference initialises it."""
+
+    def init(key, shape, dtype=jnp.float32):
+        table = jax.random.normal(key, shape, dtype) * std
+        if padding_idx is not None and padding_idx < shape[0]:
+            table = table.at[padding_idx].set(0)
+        return table
+
+    return init
+
+
+def _dense(config, features, dtype, param_dtype, name=None, use_bias=True):
+    return nn.Dense(
+        features,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=_normal(config),
+        name=name,
+    )
+
+
+def _layer_norm(config, dtype, param_dtype):
+    # The exact two-pass variance: the fast E[x^2] - E[x]^2 form drifts from PyTorch by ~1e-5.
+    return nn.LayerNorm(
+        epsilon=config.layer_norm_eps, dtype=dtype, param_dtype=param_dtype, use_fast_variance=False
+    )
+
+
+def _lookup_without_padding_gradient(table: nn.Embed, ids, padding_idx: int | None):
+    """Embedding lookup where rows equal to `padding_idx` get no gradient (PyTorch's padding_idx)."""
+    vectors = table(ids)
+    if padding_idx is None:
+        return vectors
+    return jnp.where((ids == padding_idx)[..., None], jax.lax.stop_gradient(vectors), vectors)
+
+
+def _classifier_dropout(config: XLMRobertaConfig) -> float:
+    return config.hidden_dropout_prob if config.classifier_dropout is None else config.classifier_dropout
+
+
+# ----------------------------------------------------------------------------- embeddings
+
+
+def position_ids_from_input_ids(input_ids, padding_idx: int | None, past_length: int = 0):
+    """Fairseq positions: real tokens count up from `padding_idx + 1`, pads stay at `padding_idx`."""
+    if padding_idx is None:
+        positions = jnp.arange(past_length, past_length + input_ids.shape[1])
+        return jnp.broadcast_to(positions, input_ids.shape)
+    not_pad = (input_ids != padding_idx).astype(jnp.int32)
+    return (jnp.cumsum(not_pad, axis=1) + past_length) * not_pad + padding_idx
+
+
+def position_ids_from_inputs_embeds(inputs_embeds, padding_idx: int | None, past_length: int = 0):
+    """Without token ids padding cannot be seen, so every position counts as a real token."""
+    batch_size, seq_length = inputs_embeds.shape[:2]
+    start = past_length + (0 if padding_idx is None else padding_idx + 1)
+    return jnp.broadcast_to(jnp.arange(start, start + seq_length), (batch_size, seq_length))
+
+
+class XLMRobertaEmbeddings(nn.Module):
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        config, pad = self.config, self.config.pad_token_id
+        embed = functools.partial(nn.Embed, dtype=self.dtype, param_dtype=self.param_dtype)
+        std = config.initializer_range
+        self.word_embeddings = embed(
+            config.vocab_size, config.hidden_size, embedding_init=_embedding_init(std, pad)
+        )
+        self.position_embeddings = embed(
+            config.max_position_embeddings, config.hidden_size, embedding_init=_embedding_init(std, pad)
+        )
+        self.token_type_embeddings = embed(
+            config.type_vocab_size, config.hidden_size, embedding_init=_normal(config)
+        )
+        self.LayerNorm = _layer_norm(config, self.dtype, self.param_dtype)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def __call__(self, input_ids, token_type_ids, position_ids, inputs_embeds, deterministic=True):
+        pad = self.config.pad_token_id
+        if inputs_embeds is None:
+            inputs_embeds = _lookup_without_padding_gradient(self.word_embeddings, input_ids, pad)
+        embeddings = inputs_embeds.astype(self.dtype) + self.token_type_embeddings(token_type_ids)
+        if self.config.position_embedding_type == "absolute":
+            embeddings = embeddings + _lookup_without_padding_gradient(
+                self.position_embeddings, position_ids, pad
+            )
+        else:
+            # The relative kinds never read this table, but checkpoints carry it, so it exists.
+            _ = self.position_embeddings.embedding
+        return self.dropout(self.LayerNorm(embeddings), deterministic=deterministic)
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+class XLMRobertaSelfAttention(nn.Module):
+    """Multi-head attention over the layer's own tokens, or over encoder states (cross)."""
+
+    config: XLMRobertaConfig
+    position_embedding_type: str = "absolute"
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        config = self.config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.query = _dense(config, config.hidden_size, self.dtype, self.param_dtype)
+        self.key = _dense(config, config.hidden_size, self.dtype, self.param_dtype)
+        self.value = _dense(config, config.hidden_size, self.dtype, self.param_dtype)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        if self.position_embedding_type != "absolute":
+            self.distance_embedding = nn.Embed(
+                2 * config.max_position_embeddings - 1,
+                self.head_dim,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                embedding_init=_normal(config),
+            )
+
+    def split_heads(self, x):
+        batch_size, length, _ = x.shape
+        return x.reshape(batch_size, length, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)
+
+    def relative_position_bias(self, query, key):
+        """Relative-position scores `[batch, heads, q, k]`, already divided by sqrt(head_dim)."""
+        # Queries are the last positions of the keys: a cached step sees a full recompute's distances.
+        index = relative_position_index(query.shape[2], key.shape[2], self.config.max_position_embeddings)
+        embedded = self.distance_embedding(jnp.asarray(index))
+        scores = jnp.einsum("bhqd,qkd->bhqk", query, embedded)
+        if self.position_embedding_type == "relative_key_query":
+            scores = scores + jnp.einsum("bhkd,qkd->bhqk", key, embedded)
+        return scores / math.sqrt(self.head_dim)
+
+    def __call__(
+        self,
+        hidden_states,
+        attention_bias=None,
+        head_mask=None,
+        encoder_hidden_states=None,
+        past_key_value=None,
+        deterministic=True,
+    ):
+        batch_size, length, _ = hidden_states.shape
+        query = self.split_heads(self.query(hidden_states))
+        if encoder_hidden_states is not None and past_key_value is not None:
+            key, value = (t.astype(self.dtype) for t in past_key_value)  # encoder side is fixed
+        else:
+            source = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+            key = self.split_heads(self.key(source))
+            value = self.split_heads(self.value(source))
+            if past_key_value is not None:
+                key = jnp.concatenate([past_key_value[0].astype(self.dtype), key], axis=2)
+                value = jnp.concatenate([past_key_value[1].astype(self.dtype), value], axis=2)
+
+        scores = jnp.einsum("bhqd,bhkd->bhqk", query, key) / math.sqrt(self.head_dim)
+        bias = attention_bias
+        if self.position_embedding_type != "absolute":
+            relative = self.relative_position_bias(query, key)
+            # min + a negative score would overflow to -inf in half precision
+            bias = relative if bias is None else jnp.maximum(relative + bias, jnp.finfo(relative.dtype).min)
+        if bias is not None:
+            scores = scores + bias
+        # Softmax in float32 whatever the compute dtype: bfloat16 sums lose too much.
+        probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(self.dtype)
+        probs = self.dropout(probs, deterministic=deterministic)
+        if head_mask is not None:
+            probs = probs * head_mask
+        context = jnp.einsum("bhqk,bhkd->bhqd", probs, value)
+        context = context.transpose(0, 2, 1, 3).reshape(batch_size, length, self.num_heads * self.head_dim)
+        return context, probs, (key, value)
+
+
+class XLMRobertaSelfOutput(nn.Module):
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.dense = _dense(self.config, self.config.hidden_size, self.dtype, self.param_dtype)
+        self.LayerNorm = _layer_norm(self.config, self.dtype, self.param_dtype)
+        self.dropout = nn.Dropout(self.config.hidden_dropout_prob)
+
+    def __call__(self, hidden_states, residual, deterministic=True):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states), deterministic=deterministic) + residual)
+
+
+class XLMRobertaAttention(nn.Module):
+    config: XLMRobertaConfig
+    position_embedding_type: str = "absolute"
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.self = XLMRobertaSelfAttention(
+            self.config, self.position_embedding_type, self.dtype, self.param_dtype
+        )
+        self.output = XLMRobertaSelfOutput(self.config, self.dtype, self.param_dtype)
+
+    def __call__(
+        self,
+        hidden_states,
+        attention_bias,
+        head_mask,
+        encoder_hidden_states,
+        past_key_value,
+        deterministic=True,
+    ):
+        context, probs, key_value = self.self(
+            hidden_states, attention_bias, head_mask, encoder_hidden_states, past_key_value, deterministic
+        )
+        return self.output(context, hidden_states, deterministic), probs, key_value
+
+
+# ----------------------------------------------------------------------------- layer
+
+
+class XLMRobertaIntermediate(nn.Module):
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.dense = _dense(self.config, self.config.intermediate_size, self.dtype, self.param_dtype)
+        self.activation = ACTIVATIONS[self.config.hidden_act]
+
+    def __call__(self, hidden_states):
+        return self.activation(self.dense(hidden_states))
+
+
+class XLMRobertaOutput(nn.Module):
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.dense = _dense(self.config, self.config.hidden_size, self.dtype, self.param_dtype)
+        self.LayerNorm = _layer_norm(self.config, self.dtype, self.param_dtype)
+        self.dropout = nn.Dropout(self.config.hidden_dropout_prob)
+
+    def __call__(self, hidden_states, residual, deterministic=True):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states), deterministic=deterministic) + residual)
+
+
+class XLMRobertaLayer(nn.Module):
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        config = self.config
+        self.attention = XLMRobertaAttention(
+            config, config.position_embedding_type, self.dtype, self.param_dtype
+        )
+        if config.add_cross_attention:
+            # Encoder positions are unrelated to decoder positions: cross-attention has no relative term.
+            self.crossattention = XLMRobertaAttention(config, "absolute", self.dtype, self.param_dtype)
+        self.intermediate = XLMRobertaIntermediate(config, self.dtype, self.param_dtype)
+        self.output = XLMRobertaOutput(config, self.dtype, self.param_dtype)
+
+    def __call__(
+        self,
+        hidden_states,
+        attention_bias,
+        head_mask,
+        encoder_hidden_states,
+        encoder_attention_bias,
+        past_key_value,
+        deterministic=True,
+    ):
+        self_past = past_key_value[:2] if past_key_value is not None else None
+        cross_past = past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
+        hidden_states, self_probs, present = self.attention(
+            hidden_states, attention_bias, head_mask, None, self_past, deterministic
+        )
+        cross_probs = None
+        if encoder_hidden_states is not None:
+            hidden_states, cross_probs, cross_present = self.crossattention(
+                hidden_states,
+                encoder_attention_bias,
+                head_mask,
+                encoder_hidden_states,
+                cross_past,
+                deterministic,
+            )
+            present = present + cross_present
+        hidden_states = self.output(self.intermediate(hidden_states), hidden_states, deterministic)
+        return hidden_states, self_probs, cross_probs, present
+
+
+# ----------------------------------------------------------------------------- encoder
+
+
+class XLMRobertaLayerList(nn.Module):
+    """Holds the layers under the names `0`, `1`, ... so parameters read `encoder/layer/3/...`."""
+
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.layers = [
+            XLMRobertaLayer(self.config, self.dtype, self.param_dtype, name=str(i))
+            for i in range(self.config.num_hidden_layers)
+        ]
+
+
+class XLMRobertaEncoder(nn.Module):
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.layer = XLMRobertaLayerList(self.config, self.dtype, self.param_dtype)
+
+    def __call__(
+        self,
+        hidden_states,
+        attention_bias,
+        head_mask,
+        encoder_hidden_states,
+        encoder_attention_bias,
+        past_key_values,
+        use_cache,
+        output_attentions,
+        output_hidden_states,
+        deterministic=True,
+    ):
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        all_cross_attentions = () if output_attentions and encoder_hidden_states is not None else None
+        presents = () if use_cache else None
+        for i, layer in enumerate(self.layer.layers):
+            hidden_states, probs, cross_probs, present = layer(
+                hidden_states,
+                attention_bias,
+                None if head_mask is None else head_mask[i],
+                encoder_hidden_states,
+                encoder_attention_bias,
+                None if past_key_values is None else past_key_values[i],
+                deterministic,
+            )
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (probs,)
+                if all_cross_attentions is not None:
+                    all_cross_attentions += (cross_probs,)
+            if use_cache:
+                presents += (present,)
+        return hidden_states, presents, all_hidden_states, all_attentions, all_cross_attentions
+
+
+# ----------------------------------------------------------------------------- pooler
+
+
+class XLMRobertaPooler(nn.Module):
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.dense = _dense(self.config, self.config.hidden_size, self.dtype, self.param_dtype)
+
+    def __call__(self, hidden_states):
+        return jnp.tanh(self.dense(hidden_states[:, 0]))
+
+
+# ----------------------------------------------------------------------------- heads
+
+
+class XLMRobertaLMHead(nn.Module):
+    """dense -> gelu -> LayerNorm -> vocabulary projection (usually the word-embedding matrix)."""
+
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        config = self.config
+        self.dense = _dense(config, config.hidden_size, self.dtype, self.param_dtype)
+        self.layer_norm = _layer_norm(config, self.dtype, self.param_dtype)
+        if not config.tie_word_embeddings:
+            self.decoder = _dense(config, config.vocab_size, self.dtype, self.param_dtype, use_bias=False)
+        self.bias = self.param("bias", jax.nn.initializers.zeros, (config.vocab_size,), self.param_dtype)
+
+    def __call__(self, features, word_embeddings=None):
+        """`word_embeddings` `[vocab, hidden]` is the tied projection when `tie_word_embeddings`."""
+        x = self.layer_norm(jax.nn.gelu(self.dense(features), approximate=False))
+        if self.config.tie_word_embeddings:
+            logits = x @ word_embeddings.astype(self.dtype).T
+        else:
+            logits = self.decoder(x)
+        return logits + self.bias.astype(self.dtype)
+
+
+class XLMRobertaClassificationHead(nn.Module):
+    """Sentence-level head on the first (`<s>`) token."""
+
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.dense = _dense(self.config, self.config.hidden_size, self.dtype, self.param_dtype)
+        self.dropout = nn.Dropout(_classifier_dropout(self.config))
+        self.out_proj = _dense(self.config, self.config.num_labels, self.dtype, self.param_dtype)
+
+    def __call__(self, features, deterministic=True):
+        x = self.dropout(features[:, 0], deterministic=deterministic)
+        x = self.dropout(jnp.tanh(self.dense(x)), deterministic=deterministic)
+        return self.out_proj(x)
+
+
+# ----------------------------------------------------------------------------- losses
+# All in float32 whatever the compute dtype; a mean over zero labelled items is NaN, as in PyTorch.
+
+
+def cross_entropy(logits, labels, ignore_index: int | None = IGNORE_INDEX):
+    """Mean token cross-entropy over labels that are not `ignore_index`."""
+    logits = logits.astype(jnp.float32)
+    valid = jnp.ones(labels.shape, bool) if ignore_index is None else labels != ignore_index
+    safe_labels = jnp.where(valid, labels, 0)
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(log_probs, safe_labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    return jnp.sum(jnp.where(valid, nll, 0.0)) / jnp.sum(valid)
+
+
+def mse(predictions, targets):
+    return jnp.mean((predictions.astype(jnp.float32) - targets.astype(jnp.float32)) ** 2)
+
+
+def binary_cross_entropy_with_logits(logits, targets):
+    x, y = logits.astype(jnp.float32), targets.astype(jnp.float32)
+    return jnp.mean(jnp.maximum(x, 0) - x * y + jnp.log1p(jnp.exp(-jnp.abs(x))))
+
+
+# ----------------------------------------------------------------------------- main module
+
+
+class XLMRobertaModule(nn.Module):
+    """The bare encoder (or decoder, with `config.is_decoder`), with an optional pooler.
+
+    Takes already-checked inputs and resolved flags; the wrappers below do the checking.
+    """
+
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    add_pooling_layer: bool = True
+
+    def setup(self):
+        self.embeddings = XLMRobertaEmbeddings(self.config, self.dtype, self.param_dtype)
+        self.encoder = XLMRobertaEncoder(self.config, self.dtype, self.param_dtype)
+        if self.add_pooling_layer:
+            self.pooler = XLMRobertaPooler(self.config, self.dtype, self.param_dtype)
+
+    def word_embeddings(self):
+        """The `[vocab, hidden]` matrix the tied LM head projects onto."""
+        return self.embeddings.word_embeddings.embedding
+
+    def __call__(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        past_key_values=None,
+        use_cache: bool = False,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        deterministic: bool = True,
+    ):
+        config = self.config
+        given = input_ids if input_ids is not None else inputs_embeds
+        batch_size, seq_length = given.shape[:2]
+        past_length = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+        if token_type_ids is None:
+            token_type_ids = jnp.zeros((batch_size, seq_length), jnp.int32)
+        if position_ids is None:
+            if input_ids is not None:
+                position_ids = position_ids_from_input_ids(input_ids, config.pad_token_id, past_length)
+            else:
+                position_ids = position_ids_from_inputs_embeds(
+                    inputs_embeds, config.pad_token_id, past_length
+                )
+
+        embedding_output = self.embeddings(
+            input_ids, token_type_ids, position_ids, inputs_embeds, deterministic=deterministic
+        )
+        attention_bias = self._self_attention_bias(attention_mask, seq_length, past_length)
+        encoder_attention_bias = None
+        if encoder_hidden_states is not None:
+            encoder_hidden_states = encoder_hidden_states.astype(self.dtype)
+            if encoder_attention_mask is not None:
+                encoder_attention_bias = self._bias(encoder_attention_mask.astype(bool)[:, None, None, :])
+        if head_mask is not None:
+            head_mask = head_mask.astype(self.dtype)[:, None, :, None, None]  # [layers, 1, heads, 1, 1]
+        hidden_states, presents, all_hidden_states, attentions, cross_attentions = self.encoder(
+            embedding_output,
+            attention_bias,
+            head_mask,
+            encoder_hidden_states,
+            encoder_attention_bias,
+            past_key_values,
+            use_cache,
+            output_attentions,
+            output_hidden_states,
+            deterministic,
+        )
+        return BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            pooler_output=self.pooler(hidden_states) if self.add_pooling_layer else None,
+            past_key_values=presents,
+            hidden_states=all_hidden_states,
+            attentions=attentions,
+            cross_attentions=cross_attentions,
+        )
+
+    def _bias(self, keep):
+        """Additive bias: 0 where a query may look, the dtype's minimum elsewhere."""
+        return jnp.where(keep, 0.0, jnp.finfo(self.dtype).min).astype(self.dtype)
+
+    def _self_attention_bias(self, attention_mask, seq_length, past_length):
+        total_length = past_length + seq_length
+        keep = None
+        if attention_mask is not None:
+            keep = attention_mask.astype(bool)[:, None, None, :]
+        if self.config.is_decoder and seq_length > 1:
+            causal = jnp.tril(jnp.ones((seq_length, total_length), bool), past_length)[None, None]
+            keep = causal if keep is None else keep & causal
+        return None if keep is None else self._bias(keep)
+
+
+# ----------------------------------------------------------------------------- head modules
+
+
+class XLMRobertaForCausalLMModule(nn.Module):
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.roberta = XLMRobertaModule(self.config, self.dtype, self.param_dtype, add_pooling_layer=False)
+        self.lm_head = XLMRobertaLMHead(self.config, self.dtype, self.param_dtype)
+
+    def __call__(self, labels=None, deterministic=True, **inputs):
+        outputs = self.roberta(**inputs, deterministic=deterministic)
+        logits = self.lm_head(outputs.last_hidden_state, self.roberta.word_embeddings())
+        loss = None
+        if labels is not None:
+            # Position t predicts token t + 1.
+            loss = cross_entropy(logits[:, :-1], labels[:, 1:])
+        return CausalLMOutputWithCrossAttentions(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            cross_attentions=outputs.cross_attentions,
+        )
+
+
+class XLMRobertaForMaskedLMModule(nn.Module):
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.roberta = XLMRobertaModule(self.config, self.dtype, self.param_dtype, add_pooling_layer=False)
+        self.lm_head = XLMRobertaLMHead(self.config, self.dtype, self.param_dtype)
+
+    def __call__(self, labels=None, max_predictions: int | None = None, deterministic=True, **inputs):
+        """With `max_predictions` (static), the LM head runs only on the labelled positions."""
+        outputs = self.roberta(**inputs, deterministic=deterministic)
+        sequence_output = outputs.last_hidden_state
+        word_embeddings = self.roberta.word_embeddings()
+        loss = masked_positions = None
+        if max_predictions is not None:
+            flat_labels = labels.reshape(-1)
+            labelled = flat_labels != IGNORE_INDEX
+            # Static size for jit: the first `max_predictions` labelled positions, padded with -1.
+            (masked_positions,) = jnp.nonzero(labelled, size=max_predictions, fill_value=-1)
+            real = masked_positions >= 0
+            rows = jnp.where(real, masked_positions, 0)
+            features = sequence_output.reshape(-1, sequence_output.shape[-1])[rows]
+            logits = self.lm_head(features, word_embeddings)
+            loss = cross_entropy(logits, jnp.where(real, flat_labels[rows], IGNORE_INDEX))
+            # More labelled positions than room: say so with NaN rather than a silently partial loss.
+            loss = jnp.where(jnp.sum(labelled) > max_predictions, jnp.nan, loss)
+        else:
+            logits = self.lm_head(sequence_output, word_embeddings)
+            if labels is not None:
+                loss = cross_entropy(logits, labels)
+        return MaskedLMOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            masked_positions=masked_positions,
+        )
+
+
+class XLMRobertaForSequenceClassificationModule(nn.Module):
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.roberta = XLMRobertaModule(self.config, self.dtype, self.param_dtype, add_pooling_layer=False)
+        self.classifier = XLMRobertaClassificationHead(self.config, self.dtype, self.param_dtype)
+
+    def __call__(self, labels=None, deterministic=True, **inputs):
+        outputs = self.roberta(**inputs, deterministic=deterministic)
+        logits = self.classifier(outputs.last_hidden_state, deterministic=deterministic)
+        loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+def sequence_classification_loss(config: XLMRobertaConfig, logits, labels):
+    """The loss `config.problem_type` names (decided from the labels' dtype when unset)."""
+    problem_type = classification_problem_type(config, jnp.issubdtype(labels.dtype, jnp.integer))
+    if problem_type == "regression":
+        if logits.shape[-1] == 1:
+            return mse(logits[:, 0], labels.reshape(-1))
+        return mse(logits, labels)
+    if problem_type == "single_label_classification":
+        return cross_entropy(logits, labels.reshape(-1))
+    return binary_cross_entropy_with_logits(logits, labels)
+
+
+class XLMRobertaForMultipleChoiceModule(nn.Module):
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.roberta = XLMRobertaModule(self.config, self.dtype, self.param_dtype)
+        self.dropout = nn.Dropout(self.config.hidden_dropout_prob)
+        self.classifier = _dense(self.config, 1, self.dtype, self.param_dtype)
+
+    def __call__(self, labels=None, deterministic=True, **inputs):
+        """Inputs are `[batch, num_choices, sequence(, hidden)]`; each choice is encoded on its own."""
+        given = inputs["input_ids"] if inputs.get("input_ids") is not None else inputs["inputs_embeds"]
+        batch_size, num_choices, seq_length = given.shape[:3]
+        per_choice = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
+        flat = dict(inputs)
+        for name in per_choice:
+            if inputs.get(name) is not None:
+                flat[name] = inputs[name].reshape(-1, *inputs[name].shape[2:])
+        outputs = self.roberta(**flat, deterministic=deterministic)
+        pooled = self.dropout(outputs.pooler_output, deterministic=deterministic)
+        logits = self.classifier(pooled).reshape(batch_size, num_choices)
+        loss = None if labels is None else cross_entropy(logits, labels)
+        return MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class XLMRobertaForTokenClassificationModule(nn.Module):
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.roberta = XLMRobertaModule(self.config, self.dtype, self.param_dtype, add_pooling_layer=False)
+        self.dropout = nn.Dropout(_classifier_dropout(self.config))
+        self.classifier = _dense(self.config, self.config.num_labels, self.dtype, self.param_dtype)
+
+    def __call__(self, labels=None, deterministic=True, **inputs):
+        outputs = self.roberta(**inputs, deterministic=deterministic)
+        logits = self.classifier(self.dropout(outputs.last_hidden_state, deterministic=deterministic))
+        loss = None if labels is None else cross_entropy(logits, labels)
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class XLMRobertaForQuestionAnsweringModule(nn.Module):
+    config: XLMRobertaConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.roberta = XLMRobertaModule(self.config, self.dtype, self.param_dtype, add_pooling_layer=False)
+        self.qa_outputs = _dense(self.config, self.config.num_labels, self.dtype, self.param_dtype)
+
+    def __call__(self, start_positions=None, end_positions=None, deterministic=True, **inputs):
+        outputs = self.roberta(**inputs, deterministic=deterministic)
+        logits = self.qa_outputs(outputs.last_hidden_state)
+        start_logits, end_logits = logits[..., 0], logits[..., 1]
+        loss = None
+        if start_positions is not None:
+            seq_length = start_logits.shape[1]
+            # Positions outside the sequence are clamped to its length and ignored.
+            start = jnp.clip(start_positions.reshape(-1), 0, seq_length)
+            end = jnp.clip(end_positions.reshape(-1), 0, seq_length)
+            loss = (
+                cross_entropy(start_logits, start, ignore_index=seq_length)
+                + cross_entropy(end_logits, end, ignore_index=seq_length)
+            ) / 2
+        return QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+# ----------------------------------------------------------------------------- input checks
+# Wrong inputs fail here with a message naming the argument. Shapes are always known;
+# values only outside `jit`, so value checks are skipped for traced arrays.
+
+
+def _concrete(value) -> np.ndarray | None:
+    """The numpy value of `value`, or None when it is being traced under `jit`/`grad`."""
+    if value is None or isinstance(value, jax.core.Tracer):
+        return None
+    return np.asarray(value)
+
+
+def _check_shape(value, expected: tuple, name: str) -> None:
+    if tuple(value.shape) != tuple(expected):
+        raise ValueError(f"{name} has shape {tuple(value.shape)}; expected {tuple(expected)}")
+
+
+def _check_integer(value, name: str) -> None:
+    if not jnp.issubdtype(value.dtype, jnp.integer):
+        raise ValueError(f"{name} must hold integers, got dtype {value.dtype}")
+
+
+def _check_range(value, size: int, name: str, ignore_index: int | None = None) -> None:
+    _check_integer(value, name)
+    array = _concrete(value)
+    if array is None:
+        return
+    if ignore_index is not None:
+        array = array[array != ignore_index]
+    if array.size == 0:
+        return
+    low, high = int(array.min()), int(array.max())
+    if ignore_index is None:
+        check_index_range(name, low, high, size)
+    elif low < 0 or high >= size:
+        raise ValueError(
+            f"{name} must be in [0, {size}) or {ignore_index} (ignored); got values from {low} to {high}"
+        )
+
+
+def _check_labels_shape(labels, shapes: list[tuple], name: str = "labels") -> None:
+    if tuple(labels.shape) not in [tuple(s) for s in shapes]:
+        check_labels_shape(name, labels.shape, shapes[0])
+
+
+def _as_array(value):
+    """numpy / lists / torch-free array-likes -> jax arrays; None stays None; nested tuples kept."""
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], (tuple, list)):
+        return tuple(tuple(_as_array(v) for v in entry) for entry in value)
+    return jnp.asarray(value)
+
+
+# ----------------------------------------------------------------------------- wrapper base class
+
+_ALL_INPUTS = (
+    "input_ids",
+    "attention_mask",
+    "token_type_ids",
+    "position_ids",
+    "head_mask",
+    "inputs_embeds",
+    "encoder_hidden_states",
+    "encoder_attention_mask",
+    "past_key_values",
+)
+
+
+class FlaxXLMRobertaPreTrainedModel:
+    """A Linen module (`model.module`) plus its parameters (`model.params`), checkpoint IO and checks.
+
+    `dtype` is the computation dtype, `param_dtype` the dtype parameters are created and
+    loaded in (bfloat16 compute over float32 parameters works).
+    """
+
+    module_class: type[nn.Module]
+    base_model_prefix = "roberta"
+    # Which optional arguments the head takes, beyond the token inputs.
+    accepted_arguments: frozenset[str] = frozenset()
+
+    def __init__(
+        self,
+        config: XLMRobertaConfig,
+        seed: int = 0,
+        dtype: Dtype = jnp.float32,
+        param_dtype: Dtype = jnp.float32,
+        *,
+        _do_init: bool = True,
+    ):
+        if not isinstance(config, XLMRobertaConfig):
+            raise TypeError(f"config must be an XLMRobertaConfig, got {type(config).__name__}")
+        config.validate()
+        if config.add_cross_attention and not config.is_decoder:
+            raise ValueError(
+                "add_cross_attention=True needs is_decoder=True: cross-attention is a decoder part"
+            )
+        self.config = config
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.module = self.module_class(config=config, dtype=dtype, param_dtype=param_dtype)
+        self.seed = seed
+        self._params = self.init_weights(jax.random.PRNGKey(seed)) if _do_init else None
+
+    # -- parameters
+    def _dummy_inputs(self) -> dict:
+        shape = (1, 1, 1) if self.module_class is XLMRobertaForMultipleChoiceModule else (1, 1)
+        inputs = {"input_ids": jnp.zeros(shape, jnp.int32)}
+        if self.config.add_cross_attention:
+            inputs["encoder_hidden_states"] = jnp.zeros((1, 1, self.config.hidden_size), self.dtype)
+        return inputs
+
+    def init_weights(self, rng) -> dict:
+        """Fresh parameters, initialised like the reference (normal(initializer_range), zero biases)."""
+        return self.module.init(rng, **self._dummy_inputs())["params"]
+
+    def parameter_shapes(self) -> dict:
+        """The parameter tree as `jax.ShapeDtypeStruct`s, without allocating anything."""
+        return jax.eval_shape(self.init_weights, jax.random.PRNGKey(0))
+
+    @property
+    def params(self) -> dict:
+        if self._params is None:
+            raise ValueError("this model was built without parameters; set model.params")
+        return self._params
+
+    @params.setter
+    def params(self, params: dict) -> None:
+        self._params = params
+
+    def num_parameters(self) -> int:
+        return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(self.params))
+
+    # -- calling
+    def __call__(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        past_key_values=None,
+        use_cache: bool | None = None,
+        labels=None,
+        start_positions=None,
+        end_positions=None,
+        labelled_positions_only: bool = False,
+        max_predictions: int | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        params: dict | None = None,
+        dropout_rng=None,
+        train: bool = False,
+    ):
+        """Run the model. Arguments and outputs as in `xlmr_torch`; `train=True` turns dropout on
+        and needs `dropout_rng`. Works inside `jax.jit` / `jax.grad` with `params` passed in."""
+        config = self.config
+        optional = {
+            "encoder_hidden_states": encoder_hidden_states,
+            "encoder_attention_mask": encoder_attention_mask,
+            "past_key_values": past_key_values,
+            "use_cache": use_cache,
+            "labels": labels,
+            "start_positions": start_positions,
+            "end_positions": end_positions,
+            "labelled_positions_only": labelled_positions_only or None,
+            "max_predictions": max_predictions,
+        }
+        for name, value in optional.items():
+            if value is not None and name not in self.accepted_arguments:
+                raise TypeError(f"{type(self).__name__} does not take {name}")
+        if train and dropout_rng is None:
+            raise ValueError("train=True turns dropout on and needs dropout_rng (a jax.random key)")
+
+        inputs = {
+            "input_ids": _as_array(input_ids),
+            "attention_mask": _as_array(attention_mask),
+            "token_type_ids": _as_array(token_type_ids),
+            "position_ids": _as_array(position_ids),
+            "head_mask": _as_array(head_mask),
+            "inputs_embeds": _as_array(inputs_embeds),
+            "encoder_hidden_states": _as_array(encoder_hidden_states),
+            "encoder_attention_mask": _as_array(encoder_attention_mask),
+            "past_key_values": _as_array(past_key_values),
+        }
+        inputs = self._check_inputs(inputs)
+        use_cache = config.is_decoder and (config.use_cache if use_cache is None else use_cache)
+        if labels is not None:
+            use_cache = False
+        kwargs = dict(
+            inputs,
+            use_cache=bool(use_cache),
+            output_attentions=bool(
+                config.output_attentions if output_attentions is None else output_attentions
+            ),
+            output_hidden_states=bool(
+                config.output_hidden_states if output_hidden_states is None else output_hidden_states
+            ),
+        )
+        if "use_cache" not in self.accepted_arguments:
+            kwargs["use_cache"] = False  # heads without a cache output do not build one
+        kwargs.update(
+            self._head_arguments(
+                inputs, labels, start_positions, end_positions, labelled_positions_only, max_predictions
+            )
+        )
+        rngs = {} if dropout_rng is None else {"dropout": dropout_rng}
+        output = self.module.apply(
+            {"params": self.params if params is None else params},
+            **kwargs,
+            deterministic=not train,
+            rngs=rngs,
+        )
+        use_dict = config.return_dict if return_dict is None else return_dict
+        return output if use_dict else output.to_tuple()
+
+    def _head_arguments(self, inputs, labels, start_positions, end_positions, labelled_only, max_predictions):
+        """Check and convert the head's own arguments (labels and the like); overridden per head."""
+        return {}
+
+    def _token_shape(self, inputs) -> tuple[int, int]:
+        """Check `input_ids` / `inputs_embeds` and return `(batch, sequence)` of one encoder pass."""
+        input_ids, inputs_embeds = inputs["input_ids"], inputs["inputs_embeds"]
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give exactly one of input_ids and inputs_embeds")
+        if input_ids is not None:
+            if input_ids.ndim != 2:
+                raise ValueError(f"input_ids must be [batch, sequence]; got shape {tuple(input_ids.shape)}")
+            _check_range(input_ids, self.config.vocab_size, "input_ids")
+            return tuple(input_ids.shape)
+        if inputs_embeds.ndim != 3 or inputs_embeds.shape[-1] != self.config.hidden_size:
+            raise ValueError(
+                f"inputs_embeds must be [batch, sequence, {self.config.hidden_size}]; "
+                f"got shape {tuple(inputs_embeds.shape)}"
+            )
+        return tuple(inputs_embeds.shape[:2])
+
+    def _check_inputs(self, inputs: dict) -> dict:
+        config = self.config
+        batch_size, seq_length = self._token_shape(inputs)
+        past_length = self._check_past(inputs["past_key_values"], batch_size)
+        check_sequence_length(config, past_length, seq_length)
+        if inputs["attention_mask"] is not None:
+            _check_shape(inputs["attention_mask"], (batch_size, past_length + seq_length), "attention_mask")
+        if inputs["token_type_ids"] is not None:
+            _check_shape(inputs["token_type_ids"], (batch_size, seq_length), "token_type_ids")
+            _check_range(inputs["token_type_ids"], config.type_vocab_size, "token_type_ids")
+        position_ids = inputs["position_ids"]
+        if position_ids is not None:
+            if tuple(position_ids.shape) not in ((batch_size, seq_length), (1, seq_length)):
+                raise ValueError(
+                    f"position_ids has shape {tuple(position_ids.shape)}; "
+                    f"expected {(batch_size, seq_length)} or {(1, seq_length)}"
+                )
+            if config.position_embedding_type == "absolute":
+                _check_range(position_ids, config.max_position_embeddings, "position_ids")
+        inputs["head_mask"] = self._check_head_mask(inputs["head_mask"])
+        self._check_encoder(inputs, batch_size)
+        return inputs
+
+    def _check_head_mask(self, head_mask):
+        if head_mask is None:
+            return None
+        layers, heads = self.config.num_hidden_layers, self.config.num_attention_heads
+        if tuple(head_mask.shape) == (heads,):
+            return jnp.broadcast_to(head_mask, (layers, heads))
+        if tuple(head_mask.shape) != (layers, heads):
+            raise ValueError(
+                f"head_mask has shape {tuple(head_mask.shape)}; expected ({heads},) or ({layers}, {heads})"
+            )
+        return head_mask
+
+    def _check_encoder(self, inputs, batch_size) -> None:
+        states, mask = inputs["encoder_hidden_states"], inputs["encoder_attention_mask"]
+        if states is None:
+            if mask is not None:
+                raise ValueError("encoder_attention_mask was given without encoder_hidden_states")
+            return
+        if not self.config.add_cross_attention:
+            raise ValueError(
+                "encoder_hidden_states needs cross-attention layers: build the model with "
+                "is_decoder=True and add_cross_attention=True"
+            )
+        if states.ndim != 3 or states.shape[-1] != self.config.hidden_size:
+            raise ValueError(
+                f"encoder_hidden_states must be [batch, encoder_sequence, {self.config.hidden_size}]; "
+                f"got shape {tuple(states.shape)}"
+            )
+        if states.shape[0] != batch_size:
+            raise ValueError(f"encoder_hidden_states has batch size {states.shape[0]}, not {batch_size}")
+        if mask is not None:
+            _check_shape(mask, states.shape[:2], "encoder_attention_mask")
+
+    def _check_past(self, past_key_values, batch_size: int) -> int:
+        """Validate the cache layout (see the module docstring) and return the cached length."""
+        if past_key_values is None:
+            return 0
+        config = self.config
+        if not config.is_decoder:
+            raise ValueError("past_key_values needs a decoder (config.is_decoder=True)")
+        if not isinstance(past_key_values, (tuple, list)) or len(past_key_values) != config.num_hidden_layers:
+            raise ValueError(
+                f"past_key_values must be a tuple with one entry per layer ({config.num_hidden_layers}), "
+                "as returned by a previous call with use_cache=True"
+            )
+        length = None
+        for i, entry in enumerate(past_key_values):
+            if not isinstance(entry, (tuple, list)) or len(entry) not in (2, 4):
+                raise ValueError(
+                    f"past_key_values[{i}] must be (key, value) or (key, value, cross_key, cross_value)"
+                )
+            for tensor in entry:
+                expected = (batch_size, config.num_attention_heads, tensor.shape[-2], config.head_dim)
+                if tensor.ndim != 4 or tuple(tensor.shape) != expected:
+                    raise ValueError(
+                        f"past_key_values[{i}] holds shape {tuple(tensor.shape)}; expected "
+                        f"[batch, heads, length, head_dim] = "
+                        f"{(batch_size, config.num_attention_heads, 'length', config.head_dim)}"
+                    )
+            length = entry[0].shape[-2] if length is None else length
+            if entry[0].shape[-2] != length:
+                raise ValueError("past_key_values entries disagree on the cached length")
+        return length
+
+    # -- checkpoint IO
+    def canonical_state(self, params: dict | None = None) -> dict[str, np.ndarray]:
+        """The weights under their canonical checkpoint names and layout, as numpy arrays."""
+        from xlmr_core.weight_mapping import to_canonical_state
+
+        flat = traverse_util.flatten_dict(self.params if params is None else params, sep="/")
+        return to_canonical_state({path: np.asarray(value) for path, value in flat.items()}, "flax")
+
+    def save_pretrained(self, save_directory: str | os.PathLike, max_shard_size: int | str | None = None):
+        """Write `config.json` and `model.safetensors` (or shards) in the shared checkpoint format."""
+        from xlmr_core.checkpoint import save_checkpoint
+
+        # Saved under the framework-neutral class name, so every framework picks the same head.
+        config = self.config.copy(architectures=[type(self).__name__.removeprefix("Flax")])
+        save_checkpoint(save_directory, self.canonical_state(), config, max_shard_size=max_shard_size)
+
+    def load_canonical_state(self, checkpoint: dict[str, np.ndarray], *, seed: int | None = None):
+        """Set the parameters from a canonical checkpoint; return missing and unexpected keys.
+
+        Raises `ValueError` naming the key when a shape disagrees. Base-model checkpoints load
+        into heads and head checkpoints into the base model (the `roberta.` prefix is matched).
+        Parameters the checkpoint lacks are freshly initialised.
+        """
+        from xlmr_core.weight_mapping import match_checkpoint, to_canonical_state, to_framework_state
+
+        shapes = traverse_util.flatten_dict(self.parameter_shapes(), sep="/")
+        # Zero-byte stand-ins give each parameter's canonical name and shape through the one table.
+        stand_ins = {path: np.broadcast_to(np.zeros((), np.float32), s.shape) for path, s in shapes.items()}
+        expected = {name: array.shape for name, array in to_canonical_state(stand_ins, "flax").items()}
+        report = match_checkpoint(
+            expected,
+            _resolve_aliases(dict(checkpoint), self.config),
+            base_model_prefix=self.base_model_prefix,
+        )
+        loaded = to_framework_state(report.state, "flax")
+        flat = {}
+        if report.missing:
+            fresh = self.init_weights(jax.random.PRNGKey(self.seed if seed is None else seed))
+            flat = traverse_util.flatten_dict(fresh, sep="/")
+        for path, array in loaded.items():
+            flat[path] = jnp.asarray(np.asarray(array), dtype=self.param_dtype)
+        self._params = traverse_util.unflatten_dict(flat, sep="/")
+        return {"missing_keys": list(report.missing), "unexpected_keys": list(report.unexpected)}
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike,
+        *,
+        config: XLMRobertaConfig | None = None,
+        dtype: Dtype = jnp.float32,
+        param_dtype: Dtype = jnp.float32,
+        seed: int = 0,
+        output_loading_info: bool = False,
+        **config_overrides,
+    ):
+        """Build the model from a checkpoint directory.
+
+        Reads the shared format (`model.safetensors`, sharded or not), else the reference's
+        `flax_model.msgpack`, else `pytorch_model.bin` (needs torch). `dtype` is the
+        computation dtype, `param_dtype` the dtype the weights are loaded in. Missing and
+        unexpected keys are logged as warnings; with `output_loading_info=True` the call
+        returns `(model, {"missing_keys": [...], "unexpected_keys": [...]})`.
+        """
+        if config is None:
+            config = XLMRobertaConfig.from_pretrained(directory, **config_overrides)
+        elif config_overrides:
+            config = config.copy(**config_overrides)
+        model = cls(config, seed=seed, dtype=dtype, param_dtype=param_dtype, _do_init=False)
+        info = model.load_canonical_state(read_checkpoint(directory))
+        if info["missing_keys"]:
+            logger.warning(
+                "%s: weights not in the checkpoint at %s were newly initialised: %s",
+                cls.__name__,
+                directory,
+                info["missing_keys"],
+            )
+        if info["unexpected_keys"]:
+            logger.warning(
+                "%s: checkpoint weights at %s that this model does not use: %s",
+                cls.__name__,
+                directory,
+                info["unexpected_keys"],
+            )
+        return (model, info) if output_loading_info else model
+
+
+def _resolve_aliases(checkpoint: dict[str, Any], config: XLMRobertaConfig) -> dict[str, Any]:
+    """Fold second names of one tensor (`lm_head.decoder.bias`, a saved tied decoder) into one name."""
+    for prefix in ("", "roberta."):
+        decoder_bias = checkpoint.get(prefix + "lm_head.decoder.bias")
+        if decoder_bias is not None and prefix + "lm_head.bias" not in checkpoint:
+            checkpoint[prefix + "lm_head.bias"] = checkpoint.pop(prefix + "lm_head.decoder.bias")
+        elif decoder_bias is not None and np.array_equal(decoder_bias, checkpoint[prefix + "lm_head.bias"]):
+            del checkpoint[prefix + "lm_head.decoder.bias"]
+    decoder = checkpoint.get("lm_head.decoder.weight")
+    embeddings = checkpoint.get("roberta.embeddings.word_embeddings.weight")
+    if config.tie_word_embeddings and decoder is not None and embeddings is not None:
+        if np.array_equal(decoder, embeddings):
+            del checkpoint["lm_head.decoder.weight"]  # a saved copy of the tied matrix
+    return checkpoint
+
+
+def read_checkpoint(directory: str | os.PathLike) -> dict[str, np.ndarray]:
+    """`{canonical name: array}` from a checkpoint directory; see `from_pretrained` for the order."""
+    from xlmr_core.checkpoint import (
+        FLAX_WEIGHTS_NAME,
+        SAFE_WEIGHTS_INDEX_NAME,
+        SAFE_WEIGHTS_NAME,
+        load_checkpoint,
+    )
+
+    directory = Path(directory)
+    has_safetensors = (directory / SAFE_WEIGHTS_NAME).is_file() or (
+        directory / SAFE_WEIGHTS_INDEX_NAME
+    ).is_file()
+    if not has_safetensors and (directory / FLAX_WEIGHTS_NAME).is_file():
+        return read_flax_msgpack(directory / FLAX_WEIGHTS_NAME)
+    return load_checkpoint(directory)
+
+
+def read_flax_msgpack(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read the reference's `flax_model.msgpack` into canonical names and layout.
+
+    Paths the naming rules do not know are kept as they are, so loading reports them as
+    unexpected instead of dropping them.
+    """
+    from flax import serialization
+
+    from xlmr_core.checkpoint import CheckpointError
+    from xlmr_core.weight_mapping import to_canonical_state
+
+    path = Path(path)
+    try:
+        tree = serialization.msgpack_restore(path.read_bytes())
+    except Exception as error:  # msgpack raises several unrelated types on bad bytes
+        raise CheckpointError(f"{path}: corrupt or truncated Flax msgpack file ({error})") from None
+    if not isinstance(tree, dict):
+        raise CheckpointError(f"{path}: expected a tree of parameters, found {type(tree).__name__}")
+    if set(tree) == {"params"}:
+        tree = tree["params"]
+    state = {}
+    for name, array in traverse_util.flatten_dict(tree, sep="/").items():
+        if not isinstance(array, np.ndarray):
+            raise CheckpointError(f"{path}: entry {name!r} is a {type(array).__name__}, not an array")
+        try:
+            state.update(to_canonical_state({name: array}, "flax"))
+        except KeyError:
+            state[name] = array
+    return state
+
+
+# ----------------------------------------------------------------------------- the models
+
+
+class FlaxXLMRobertaModel(FlaxXLMRobertaPreTrainedModel):
+    """The bare encoder (or decoder, with `config.is_decoder`), with the pooler."""
+
+    module_class = XLMRobertaModule
+    accepted_arguments = frozenset(
+        {"encoder_hidden_states", "encoder_attention_mask", "past_key_values", "use_cache"}
+    )
+
+
+class FlaxXLMRobertaForCausalLM(FlaxXLMRobertaPreTrainedModel):
+    """Decoder with a language-model head; `labels` give the next-token loss (shifted inside)."""
+
+    module_class = XLMRobertaForCausalLMModule
+    accepted_arguments = frozenset(
+        {"encoder_hidden_states", "encoder_attention_mask", "past_key_values", "use_cache", "labels"}
+    )
+
+    def __init__(self, config, *args, **kwargs):
+        if not config.is_decoder:
+            logger.warning("FlaxXLMRobertaForCausalLM is meant to run with is_decoder=True")
+        super().__init__(config, *args, **kwargs)
+
+    def _head_arguments(self, inputs, labels, start_positions, end_positions, labelled_only, max_predictions):
+        if labels is None:
+            return {}
+        labels = jnp.asarray(labels)
+        _check_labels_shape(labels, [self._token_shape(inputs)])
+        _check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
+        return {"labels": labels}
+
+
+class FlaxXLMRobertaForMaskedLM(FlaxXLMRobertaPreTrainedModel):
+    """Encoder with a masked-language-model head.
+
+    `labelled_positions_only=True` (needs `labels`) runs the LM head only where
+    `labels != -100`: the loss is the same, `logits` is `[num_labelled, vocab]` and
+    `masked_positions` holds those rows' flat indices into `[batch * sequence]`. Under
+    `jit` the number of rows must be static: pass `max_predictions`; rows beyond the
+    labelled ones are padding (`masked_positions == -1`, left out of the loss), and a batch
+    with more labelled positions than `max_predictions` gives a NaN loss. Outside `jit`
+    `max_predictions` defaults to the exact count.
+    """
+
+    module_class = XLMRobertaForMaskedLMModule
+    accepted_arguments = frozenset(
+        {
+            "encoder_hidden_states",
+            "encoder_attention_mask",
+            "labels",
+            "labelled_positions_only",
+            "max_predictions",
+        }
+    )
+
+    def __init__(self, config, *args, **kwargs):
+        if config.is_decoder:
+            logger.warning("FlaxXLMRobertaForMaskedLM attends both ways; set is_decoder=False")
+        super().__init__(config, *args, **kwargs)
+
+    def _head_arguments(self, inputs, labels, start_positions, end_positions, labelled_only, max_predictions):
+        if labelled_only and labels is None:
+            raise ValueError("labelled_positions_only=True needs labels to know which positions are labelled")
+        if max_predictions is not None and not labelled_only:
+            raise ValueError("max_predictions applies to labelled_positions_only=True")
+        if labels is None:
+            return {}
+        labels = jnp.asarray(labels)
+        _check_labels_shape(labels, [self._token_shape(inputs)])
+        _check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
+        if not labelled_only:
+            return {"labels": labels}
+        values = _concrete(labels)
+        if values is not None:
+            count = int(np.sum(values != IGNORE_INDEX))
+            if max_predictions is None:
+                max_predictions = count
+            elif count > max_predictions:
+                raise ValueError(
+                    f"labels mark {count} positions, more than max_predictions={max_predictions}"
+                )
+        elif max_predictions is None:
+            raise ValueError(
+                "under jit, labelled_positions_only=True needs a static max_predictions "
+                "(the most labelled positions a batch can have)"
+            )
+        return {"labels": labels, "max_predictions": int(max_predictions)}
+
+
+class FlaxXLMRobertaForSequenceClassification(FlaxXLMRobertaPreTrainedModel):
+    """Classification or regression from the `<s>` token.
+
+    The loss follows `config.problem_type`; when unset it is regression for one label,
+    single-label classification for integer labels and multi-label otherwise.
+    """
+
+    module_class = XLMRobertaForSequenceClassificationModule
+    accepted_arguments = frozenset({"labels"})
+
+    def _head_arguments(self, inputs, labels, start_positions, end_positions, labelled_only, max_predictions):
+        if labels is None:
+            return {}
+        labels = jnp.asarray(labels)
+        batch_size, num_labels = self._token_shape(inputs)[0], self.config.num_labels
+        problem_type = classification_problem_type(self.config, jnp.issubdtype(labels.dtype, jnp.integer))
+        if problem_type == "regression":
+            shapes = [(batch_size,), (batch_size, 1)] if num_labels == 1 else [(batch_size, num_labels)]
+            _check_labels_shape(labels, shapes)
+        elif problem_type == "single_label_classification":
+            _check_labels_shape(labels, [(batch_size,), (batch_size, 1)])
+            _check_range(labels, num_labels, "labels", ignore_index=IGNORE_INDEX)
+        else:
+            _check_labels_shape(labels, [(batch_size, num_labels)])
+        return {"labels": labels}
+
+
+class FlaxXLMRobertaForMultipleChoice(FlaxXLMRobertaPreTrainedModel):
+    """Scores `[batch, num_choices, sequence]` inputs; logits are `[batch, num_choices]`."""
+
+    module_class = XLMRobertaForMultipleChoiceModule
+    accepted_arguments = frozenset({"labels"})
+
+    def _check_inputs(self, inputs: dict) -> dict:
+        given = inputs["input_ids"] if inputs["input_ids"] is not None else inputs["inputs_embeds"]
+        if (inputs["input_ids"] is None) == (inputs["inputs_embeds"] is None):
+            raise ValueError("give exactly one of input_ids and inputs_embeds")
+        name, layout = (
+            ("input_ids", "[batch, num_choices, sequence]")
+            if inputs["input_ids"] is not None
+            else ("inputs_embeds", "[batch, num_choices, sequence, hidden]")
+        )
+        if given.ndim != layout.count(",") + 1:
+            raise ValueError(f"{name} must be {layout}; got shape {tuple(given.shape)}")
+        batch_size, num_choices, seq_length = given.shape[:3]
+        flat = dict(inputs)
+        for key in ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds"):
+            if inputs[key] is not None:
+                if key != "inputs_embeds":
+                    _check_shape(inputs[key], (batch_size, num_choices, seq_length), key)
+                flat[key] = inputs[key].reshape(-1, *inputs[key].shape[2:])
+        super()._check_inputs(flat)  # the checks of one encoder pass over all choices
+        inputs["head_mask"] = self._check_head_mask(inputs["head_mask"])
+        return inputs
+
+    def _head_arguments(self, inputs, labels, start_positions, end_positions, labelled_only, max_predictions):
+        if labels is None:
+            return {}
+        labels = jnp.asarray(labels)
+        given = inputs["input_ids"] if inputs["input_ids"] is not None else inputs["inputs_embeds"]
+        _check_labels_shape(labels, [given.shape[:1]])
+        _check_range(labels, given.shape[1], "labels", ignore_index=IGNORE_INDEX)
+        return {"labels": labels}
+
+
+class FlaxXLMRobertaForTokenClassification(FlaxXLMRobertaPreTrainedModel):
+    """One label per token (e.g. NER); label -100 marks tokens the loss skips."""
+
+    module_class = XLMRobertaForTokenClassificationModule
+    accepted_arguments = frozenset({"labels"})
+
+    def _head_arguments(self, inputs, labels, start_positions, end_positions, labelled_only, max_predictions):
+        if labels is None:
+            return {}
+        labels = jnp.asarray(labels)
+        _check_labels_shape(labels, [self._token_shape(inputs)])
+        _check_range(labels, self.config.num_labels, "labels", ignore_index=IGNORE_INDEX)
+        return {"labels": labels}
+
+
+class FlaxXLMRobertaForQuestionAnswering(FlaxXLMRobertaPreTrainedModel):
+    """Extractive QA: start and end logits per token.
+
+    Positions outside the sequence are clamped to `sequence_length` and ignored by the loss,
+    which is the mean of the start and end cross-entropies.
+    """
+
+    module_class = XLMRobertaForQuestionAnsweringModule
+    accepted_arguments = frozenset({"start_positions", "end_positions"})
+
+    def _head_arguments(self, inputs, labels, start_positions, end_positions, labelled_only, max_predictions):
+        if self.config.num_labels != 2:
+            raise ValueError(
+                f"question answering needs num_labels=2 (start, end); config has {self.config.num_labels}"
+            )
+        if (start_positions is None) != (end_positions is None):
+            raise ValueError("give both start_positions and end_positions, or neither")
+        if start_positions is None:
+            return {}
+        batch_size = self._token_shape(inputs)[0]
+        out = {}
+        for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
+            positions = jnp.asarray(positions)
+            _check_labels_shape(positions, [(batch_size,), (batch_size, 1)], name)
+            _check_integer(positions, name)
+            out[name] = positions
+        return out
