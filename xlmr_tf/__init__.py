@@ -1,7 +1,27 @@
-"""TensorFlow / Keras 3 XLM-RoBERTa: not implemented yet (tracked by the TF issue).
+"""XLM-RoBERTa in TensorFlow / Keras 3: the seven models as `keras.Model`s.
 
-The package exists so the distribution's layout is fixed; importing it says so plainly
-instead of failing later with a confusing attribute error.
+Every model reads and writes the shared checkpoint format (see `xlmr_core`) and trains
+with `model.compile(optimizer=...)` + `model.fit(...)` using its own loss.
 """
 
-raise ImportError("xlmr_tf is not implemented yet; use xlmr_torch (see README.md)")
+from .modeling import (
+    TFXLMRobertaForCausalLM,
+    TFXLMRobertaForMaskedLM,
+    TFXLMRobertaForMultipleChoice,
+    TFXLMRobertaForQuestionAnswering,
+    TFXLMRobertaForSequenceClassification,
+    TFXLMRobertaForTokenClassification,
+    TFXLMRobertaModel,
+    TFXLMRobertaPreTrainedModel,
+)
+
+__all__ = [
+    "TFXLMRobertaModel",
+    "TFXLMRobertaForCausalLM",
+    "TFXLMRobertaForMaskedLM",
+    "TFXLMRobertaForSequenceClassification",
+    "TFXLMRobertaForMultipleChoice",
+    "TFXLMRobertaForTokenClassification",
+    "TFXLMRobertaForQuestionAnswering",
+    "TFXLMRobertaPreTrainedModel",
+]

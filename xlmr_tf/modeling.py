@@ -1,0 +1,1541 @@
+"""XLM-RoBERTa in TensorFlow with Keras 3.
+
+Read top to bottom: embeddings, attention, layer, encoder, pooler, heads, the main
+(base) layer, the shared base class, then the seven public models. It mirrors
+`xlmr_torch/modeling.py` section by section. Layer and weight names reproduce the
+reference TF port's (`roberta/encoder/layer_._0/attention/self/query/kernel`), and the one
+table in `xlmr_core.weight_mapping` turns them into canonical checkpoint names.
+
+Every model is a `keras.Model` whose variables exist as soon as it is constructed (it
+runs once on a dummy input), so weights load before the first real call. A call takes
+a dict (what a tokenizer returns with `return_tensors="tf"`) or keyword arguments.
+
+Key/value cache (decoders only): `past_key_values` is a tuple with one entry per layer,
+`(self_key, self_value)` or `(self_key, self_value, cross_key, cross_value)`, each
+`[batch, heads, length, head_dim]`, exactly as in the PyTorch models.
+
+Input checks: shapes are checked whenever they are known while tracing (always in
+eager mode) and raise `ValueError`. Value checks (ids inside their tables, labels in
+range, the sequence fitting the position table) raise `ValueError` in eager mode; inside
+a `tf.function` they become `tf.debugging` assertions that stop the step with an
+`InvalidArgumentError` carrying the same message. XLA (`jit_compile=True`) drops
+assertions, so compiled steps run unchecked: validate data in eager mode first.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from xlmr_core import (
+    BaseModelOutputWithPoolingAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+    XLMRobertaConfig,
+)
+from xlmr_core.modeling_utils import (
+    IGNORE_INDEX,
+    check_index_range,
+    check_labels_shape,
+    check_sequence_length,
+    classification_problem_type,
+    relative_position_index,
+)
+
+logger = logging.getLogger(__name__)
+
+ACTIVATIONS = {
+    "gelu": lambda x: tf.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: tf.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: tf.nn.gelu(x, approximate=True),
+    "relu": tf.nn.relu,
+    "silu": tf.nn.silu,
+    "swish": tf.nn.silu,
+    "tanh": tf.math.tanh,
+}
+
+
+def _normal(config: XLMRobertaConfig) -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(stddev=config.initializer_range)
+
+
+def _dense(config: XLMRobertaConfig, units: int, name: str, **kwargs) -> keras.layers.Dense:
+    return keras.layers.Dense(units, kernel_initializer=_normal(config), name=name, **kwargs)
+
+
+def _layer_norm(config: XLMRobertaConfig, name: str) -> keras.layers.LayerNormalization:
+    return keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name=name)
+
+
+def _dim(tensor: tf.Tensor, axis: int):
+    """The size of `axis`: a Python int when known while tracing, else a scalar tensor."""
+    static = tensor.shape[axis]
+    return static if static is not None else tf.shape(tensor)[axis]
+
+
+# ----------------------------------------------------------------------------- embeddings
+
+
+class Block(keras.layers.Layer):
+    """A layer made of other layers, which create their variables on their first call.
+
+    Without a `build` of its own Keras would trace `call` symbolically before the first
+    eager call just to create the sublayers' variables, which doubles construction time.
+    """
+
+    def build(self, input_shape=None):
+        pass
+
+
+class EmbeddingTable(keras.layers.Layer):
+    """A lookup table whose variable is called `weight_name` (the checkpoint spelling).
+
+    The variable is never auto-cast: under mixed precision only the looked-up rows are
+    cast, not the whole (250k-row) table.
+    """
+
+    def __init__(self, config, rows: int, width: int, weight_name: str, padding_idx=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rows, self.width, self.weight_name = rows, width, weight_name
+        self.padding_idx = padding_idx
+        self.initializer = _normal(config)
+
+    def build(self, input_shape=None):
+        self.table = self.add_weight(
+            name=self.weight_name,
+            shape=(self.rows, self.width),
+            initializer=self.initializer,
+            autocast=False,
+            trainable=self.trainable,
+        )
+        if self.padding_idx is not None:
+            # Like torch's padding_idx: the pad row starts at zero.
+            self.table.assign(
+                tf.tensor_scatter_nd_update(self.table, [[self.padding_idx]], [[0.0] * self.width])
+            )
+
+    def call(self, ids):
+        rows = tf.gather(self.table, ids)
+        if self.padding_idx is not None:
+            # As torch's padding_idx: the pad row is looked up but never trained by the lookup.
+            rows = tf.where((ids == self.padding_idx)[..., None], tf.stop_gradient(rows), rows)
+        return tf.cast(rows, self.compute_dtype)
+
+
+def position_ids_from_input_ids(input_ids, padding_idx, past_length=0):
+    """Fairseq positions: real tokens count up from `padding_idx + 1`, pads stay at `padding_idx`."""
+    if padding_idx is None:
+        positions = tf.range(past_length, past_length + tf.shape(input_ids)[1], dtype=input_ids.dtype)
+        return tf.broadcast_to(positions[None], tf.shape(input_ids))
+    past_length = tf.cast(past_length, input_ids.dtype)
+    not_pad = tf.cast(tf.not_equal(input_ids, padding_idx), input_ids.dtype)
+    return (tf.cumsum(not_pad, axis=1) + past_length) * not_pad + padding_idx
+
+
+def position_ids_from_inputs_embeds(inputs_embeds, padding_idx, past_length=0):
+    """Without token ids padding cannot be seen, so every position counts as a real token."""
+    start = past_length + (0 if padding_idx is None else padding_idx + 1)
+    positions = tf.range(start, start + tf.shape(inputs_embeds)[1], dtype=tf.int32)
+    return tf.broadcast_to(positions[None], tf.shape(inputs_embeds)[:2])
+
+
+class XLMRobertaEmbeddings(Block):
+    def __init__(self, config: XLMRobertaConfig, **kwargs):
+        super().__init__(**kwargs)
+        pad, hidden = config.pad_token_id, config.hidden_size
+        self.word_embeddings = EmbeddingTable(
+            config, config.vocab_size, hidden, "weight", pad, name="word_embeddings"
+        )
+        self.absolute_positions = config.position_embedding_type == "absolute"
+        # The relative kinds never read this table, but checkpoints carry it, so it exists (frozen).
+        self.position_embeddings = EmbeddingTable(
+            config,
+            config.max_position_embeddings,
+            hidden,
+            "embeddings",
+            pad,
+            name="position_embeddings",
+            trainable=self.absolute_positions,
+        )
+        self.token_type_embeddings = EmbeddingTable(
+            config, config.type_vocab_size, hidden, "embeddings", name="token_type_embeddings"
+        )
+        self.LayerNorm = _layer_norm(config, "LayerNorm")
+        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
+
+    def build(self, input_shape=None):
+        for table in (self.word_embeddings, self.position_embeddings, self.token_type_embeddings):
+            table.build()
+
+    def call(
+        self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None, training=False
+    ):
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
+        if self.absolute_positions:
+            embeddings = embeddings + self.position_embeddings(position_ids)
+        return self.dropout(self.LayerNorm(embeddings), training=training)
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+class XLMRobertaSelfAttention(Block):
+    """Multi-head attention over the layer's own tokens, or over encoder states (cross)."""
+
+    def __init__(self, config: XLMRobertaConfig, position_embedding_type: str, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.query = _dense(config, config.hidden_size, "query")
+        self.key = _dense(config, config.hidden_size, "key")
+        self.value = _dense(config, config.hidden_size, "value")
+        self.dropout = keras.layers.Dropout(config.attention_probs_dropout_prob)
+        self.position_embedding_type = position_embedding_type
+        if position_embedding_type != "absolute":
+            self.max_position_embeddings = config.max_position_embeddings
+            self.distance_embedding = EmbeddingTable(
+                config, 2 * config.max_position_embeddings - 1, self.head_dim, "embeddings",
+                name="distance_embedding",
+            )  # fmt: skip
+
+    def split_heads(self, x):
+        batch_size, length = _dim(x, 0), _dim(x, 1)
+        x = tf.reshape(x, [batch_size, length, self.num_heads, self.head_dim])
+        return tf.transpose(x, [0, 2, 1, 3])
+
+    def relative_position_bias(self, query, key):
+        """Relative-position scores `[batch, heads, q, k]` in float32, divided by sqrt(head_dim)."""
+        query_length, key_length = query.shape[2], key.shape[2]
+        size = self.max_position_embeddings
+        if query_length is not None and key_length is not None:
+            index = relative_position_index(query_length, key_length, size)
+        else:
+            # Lengths known only at run time: the same rows, cut from the full table.
+            query_length, key_length = tf.shape(query)[2], tf.shape(key)[2]
+            full = tf.constant(relative_position_index(size, size, size))
+            index = full[key_length - query_length : key_length, :key_length]
+        embedded = self.distance_embedding(index)
+        scores = tf.einsum("bhqd,qkd->bhqk", query, embedded)
+        if self.position_embedding_type == "relative_key_query":
+            scores = scores + tf.einsum("bhkd,qkd->bhqk", key, embedded)
+        return tf.cast(scores, tf.float32) / math.sqrt(self.head_dim)
+
+    def call(
+        self,
+        hidden_states,
+        attention_bias=None,
+        head_mask=None,
+        encoder_hidden_states=None,
+        past_key_value=None,
+        output_attentions=False,
+        training=False,
+    ):
+        batch_size, length = _dim(hidden_states, 0), _dim(hidden_states, 1)
+        query = self.split_heads(self.query(hidden_states))
+        if encoder_hidden_states is not None and past_key_value is not None:
+            key, value = past_key_value  # the encoder side does not change between decoding steps
+        else:
+            source = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+            key = self.split_heads(self.key(source))
+            value = self.split_heads(self.value(source))
+            if past_key_value is not None:
+                key = tf.concat([tf.cast(past_key_value[0], key.dtype), key], axis=2)
+                value = tf.concat([tf.cast(past_key_value[1], value.dtype), value], axis=2)
+
+        # Scores, masks and softmax in float32: a float16 mask bias plus a score would overflow.
+        scores = tf.cast(tf.matmul(query, key, transpose_b=True), tf.float32) / math.sqrt(self.head_dim)
+        if self.position_embedding_type != "absolute":
+            scores = scores + self.relative_position_bias(query, key)
+        if attention_bias is not None:
+            scores = scores + attention_bias
+        probs = tf.cast(tf.nn.softmax(scores, axis=-1), query.dtype)
+        probs = self.dropout(probs, training=training)
+        if head_mask is not None:
+            probs = probs * tf.cast(head_mask, probs.dtype)
+        context = tf.matmul(probs, value)
+        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch_size, length, -1])
+        return context, (probs if output_attentions else None), (key, value)
+
+
+class XLMRobertaSelfOutput(Block):
+    def __init__(self, config: XLMRobertaConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = _dense(config, config.hidden_size, "dense")
+        self.LayerNorm = _layer_norm(config, "LayerNorm")
+        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
+
+    def call(self, hidden_states, residual, training=False):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states), training=training) + residual)
+
+
+class XLMRobertaAttention(Block):
+    def __init__(self, config: XLMRobertaConfig, position_embedding_type: str, **kwargs):
+        super().__init__(**kwargs)
+        self.self = XLMRobertaSelfAttention(config, position_embedding_type, name="self")
+        self.output_layer = XLMRobertaSelfOutput(config, name="output")
+
+    def call(
+        self,
+        hidden_states,
+        attention_bias=None,
+        head_mask=None,
+        encoder_hidden_states=None,
+        past_key_value=None,
+        output_attentions=False,
+        training=False,
+    ):
+        context, probs, key_value = self.self(
+            hidden_states,
+            attention_bias=attention_bias,
+            head_mask=head_mask,
+            encoder_hidden_states=encoder_hidden_states,
+            past_key_value=past_key_value,
+            output_attentions=output_attentions,
+            training=training,
+        )
+        return self.output_layer(context, hidden_states, training=training), probs, key_value
+
+
+# ----------------------------------------------------------------------------- layer
+
+
+class XLMRobertaIntermediate(Block):
+    def __init__(self, config: XLMRobertaConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = _dense(config, config.intermediate_size, "dense")
+        self.activation = ACTIVATIONS[config.hidden_act]
+
+    def call(self, hidden_states):
+        return self.activation(self.dense(hidden_states))
+
+
+class XLMRobertaOutput(Block):
+    def __init__(self, config: XLMRobertaConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = _dense(config, config.hidden_size, "dense")
+        self.LayerNorm = _layer_norm(config, "LayerNorm")
+        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
+
+    def call(self, hidden_states, residual, training=False):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states), training=training) + residual)
+
+
+class XLMRobertaLayer(Block):
+    def __init__(self, config: XLMRobertaConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.attention = XLMRobertaAttention(config, config.position_embedding_type, name="attention")
+        if config.add_cross_attention:
+            # Encoder positions are unrelated to decoder positions: cross-attention has no relative term.
+            self.crossattention = XLMRobertaAttention(config, "absolute", name="crossattention")
+        self.intermediate = XLMRobertaIntermediate(config, name="intermediate")
+        self.output_layer = XLMRobertaOutput(config, name="output")
+
+    def call(
+        self,
+        hidden_states,
+        attention_bias=None,
+        head_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_bias=None,
+        past_key_value=None,
+        output_attentions=False,
+        training=False,
+    ):
+        self_past = past_key_value[:2] if past_key_value is not None else None
+        cross_past = past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
+        hidden_states, self_probs, present = self.attention(
+            hidden_states,
+            attention_bias=attention_bias,
+            head_mask=head_mask,
+            past_key_value=self_past,
+            output_attentions=output_attentions,
+            training=training,
+        )
+        cross_probs = None
+        if encoder_hidden_states is not None:
+            hidden_states, cross_probs, cross_present = self.crossattention(
+                hidden_states,
+                attention_bias=encoder_attention_bias,
+                head_mask=head_mask,
+                encoder_hidden_states=encoder_hidden_states,
+                past_key_value=cross_past,
+                output_attentions=output_attentions,
+                training=training,
+            )
+            present = present + cross_present
+        hidden_states = self.output_layer(self.intermediate(hidden_states), hidden_states, training=training)
+        return hidden_states, self_probs, cross_probs, present
+
+
+# ----------------------------------------------------------------------------- encoder
+
+
+class XLMRobertaEncoder(Block):
+    def __init__(self, config: XLMRobertaConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.layer = [XLMRobertaLayer(config, name=f"layer_._{i}") for i in range(config.num_hidden_layers)]
+
+    def call(
+        self,
+        hidden_states,
+        attention_bias=None,
+        head_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_bias=None,
+        past_key_values=None,
+        use_cache=False,
+        output_attentions=False,
+        output_hidden_states=False,
+        training=False,
+    ):
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        all_cross_attentions = () if output_attentions and encoder_hidden_states is not None else None
+        presents = () if use_cache else None
+        for i, layer in enumerate(self.layer):
+            hidden_states, probs, cross_probs, present = layer(
+                hidden_states,
+                attention_bias=attention_bias,
+                head_mask=None if head_mask is None else head_mask[i],
+                encoder_hidden_states=encoder_hidden_states,
+                encoder_attention_bias=encoder_attention_bias,
+                past_key_value=None if past_key_values is None else past_key_values[i],
+                output_attentions=output_attentions,
+                training=training,
+            )
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (probs,)
+                if all_cross_attentions is not None:
+                    all_cross_attentions += (cross_probs,)
+            if use_cache:
+                presents += (present,)
+        return hidden_states, presents, all_hidden_states, all_attentions, all_cross_attentions
+
+
+# ----------------------------------------------------------------------------- pooler
+
+
+class XLMRobertaPooler(Block):
+    def __init__(self, config: XLMRobertaConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = _dense(config, config.hidden_size, "dense", activation="tanh")
+
+    def call(self, hidden_states):
+        return self.dense(hidden_states[:, 0])
+
+
+# ----------------------------------------------------------------------------- heads
+
+
+class XLMRobertaLMHead(Block):
+    """dense -> gelu -> LayerNorm -> vocabulary projection (usually the word-embedding matrix).
+
+    The tied matrix is passed in at call time, so it stays one variable owned by the embeddings.
+    """
+
+    def __init__(self, config: XLMRobertaConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = config.vocab_size
+        self.dense = _dense(config, config.hidden_size, "dense")
+        self.layer_norm = _layer_norm(config, "layer_norm")
+        self.tied = config.tie_word_embeddings
+        if not self.tied:
+            self.decoder = _dense(config, config.vocab_size, "decoder", use_bias=False)
+
+    def build(self, input_shape=None):
+        self.bias = self.add_weight(name="bias", shape=(self.vocab_size,), initializer="zeros")
+
+    def call(self, features, word_embeddings=None):
+        hidden = self.layer_norm(tf.nn.gelu(self.dense(features), approximate=False))
+        if self.tied:
+            logits = tf.matmul(hidden, tf.cast(word_embeddings, hidden.dtype), transpose_b=True)
+        else:
+            logits = self.decoder(hidden)
+        return logits + self.bias
+
+
+class XLMRobertaClassificationHead(Block):
+    """Sentence-level head on the first (`<s>`) token."""
+
+    def __init__(self, config: XLMRobertaConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = _dense(config, config.hidden_size, "dense", activation="tanh")
+        self.dropout = keras.layers.Dropout(_classifier_dropout(config))
+        self.out_proj = _dense(config, config.num_labels, "out_proj")
+
+    def call(self, features, training=False):
+        x = self.dropout(features[:, 0], training=training)
+        x = self.dropout(self.dense(x), training=training)
+        return self.out_proj(x)
+
+
+def _classifier_dropout(config: XLMRobertaConfig) -> float:
+    return config.hidden_dropout_prob if config.classifier_dropout is None else config.classifier_dropout
+
+
+# ----------------------------------------------------------------------------- input checks
+# Wrong inputs fail here with a message naming the argument instead of deep inside a
+# gather (an opaque error on CPU, silent zeros on GPU, clamping under XLA).
+
+
+def _check_shape(tensor, expected, name: str) -> None:
+    """Compare the dimensions known while tracing; `None` in either shape matches anything."""
+    shape = tuple(tensor.shape)
+    expected = tuple(d if isinstance(d, int) else None for d in expected)
+    if len(shape) != len(expected) or any(
+        a is not None and b is not None and a != b for a, b in zip(shape, expected)
+    ):
+        raise ValueError(f"{name} has shape {shape}; expected {expected}")
+
+
+def _check_integer(tensor, name: str) -> None:
+    if not tensor.dtype.is_integer:
+        raise ValueError(f"{name} must hold integers, got dtype {tensor.dtype.name}")
+
+
+def _check_range(ids, size: int, name: str, ignore_index: int | None = None) -> None:
+    """Every value of `ids` must be in [0, size) (or equal `ignore_index`); see the module docstring."""
+    _check_integer(ids, name)
+    if tf.executing_eagerly():
+        values = ids.numpy()
+        if ignore_index is not None:
+            values = values[values != ignore_index]
+        if values.size == 0:
+            return
+        low, high = int(values.min()), int(values.max())
+        if ignore_index is None:
+            check_index_range(name, low, high, size)
+        elif low < 0 or high >= size:
+            raise ValueError(
+                f"{name} must be in [0, {size}) or {ignore_index} (ignored); got values from {low} to {high}"
+            )
+        return
+    valid = tf.logical_and(ids >= 0, ids < size)
+    if ignore_index is not None:
+        valid = tf.logical_or(valid, tf.equal(ids, ignore_index))
+    tf.debugging.Assert(
+        tf.reduce_all(valid),
+        [f"{name} must be in [0, {size}); got values from", tf.reduce_min(ids), "to", tf.reduce_max(ids)],
+    )
+
+
+def _check_length(config: XLMRobertaConfig, past_length, seq_length) -> None:
+    if isinstance(past_length, int) and isinstance(seq_length, int):
+        check_sequence_length(config, past_length, seq_length)
+        return
+    tf.debugging.assert_less_equal(
+        past_length + seq_length,
+        config.max_sequence_length,
+        message=f"sequence longer than the position table allows (at most {config.max_sequence_length} "
+        "positions); truncate the input",
+    )
+
+
+def _labels_shape(labels, shapes, name: str = "labels") -> None:
+    """`labels` must have one of `shapes` (dimensions unknown while tracing match anything)."""
+    for shape in shapes:
+        try:
+            _check_shape(labels, shape, name)
+            return
+        except ValueError:
+            continue
+    check_labels_shape(name, labels.shape, tuple(shapes[0]))
+
+
+# ----------------------------------------------------------------------------- losses
+# Computed in float32 whatever the compute dtype; `ignore_index` labels are left out of
+# the mean (when every label is ignored the loss is 0 rather than torch's NaN).
+
+
+def _cross_entropy(logits, labels, ignore_index: int | None = IGNORE_INDEX):
+    logits = tf.cast(logits, tf.float32)
+    labels = tf.cast(labels, tf.int32)
+    keep = (
+        tf.ones_like(labels, tf.float32)
+        if ignore_index is None
+        else tf.cast(labels != ignore_index, tf.float32)
+    )
+    safe_labels = labels if ignore_index is None else tf.where(labels == ignore_index, 0, labels)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe_labels, logits=logits)
+    return tf.math.divide_no_nan(tf.reduce_sum(losses * keep), tf.reduce_sum(keep))
+
+
+def _mse(predictions, labels):
+    return tf.reduce_mean(tf.square(tf.cast(predictions, tf.float32) - tf.cast(labels, tf.float32)))
+
+
+def _binary_cross_entropy(logits, labels):
+    logits, labels = tf.cast(logits, tf.float32), tf.cast(labels, tf.float32)
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+# ----------------------------------------------------------------------------- main layer
+
+
+class XLMRobertaMainLayer(Block):
+    """The encoder (or decoder) body shared by every model; named `roberta` inside the heads."""
+
+    def __init__(self, config: XLMRobertaConfig, add_pooling_layer: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.embeddings = XLMRobertaEmbeddings(config, name="embeddings")
+        self.encoder = XLMRobertaEncoder(config, name="encoder")
+        self.pooler = XLMRobertaPooler(config, name="pooler") if add_pooling_layer else None
+
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        past_key_values=None,
+        use_cache=None,
+        output_attentions=False,
+        output_hidden_states=False,
+        training=False,
+    ):
+        config = self.config
+        batch_size, seq_length = self._check_token_inputs(input_ids, inputs_embeds)
+        past_length = self._check_past(past_key_values, batch_size)
+        _check_length(config, past_length, seq_length)
+        use_cache = config.is_decoder and (config.use_cache if use_cache is None else use_cache)
+
+        shape = (batch_size, seq_length)
+        if token_type_ids is None:
+            token_type_ids = tf.zeros(tf.stack(shape) if not _static(shape) else shape, tf.int32)
+        else:
+            _check_shape(token_type_ids, shape, "token_type_ids")
+            _check_range(token_type_ids, config.type_vocab_size, "token_type_ids")
+        if position_ids is None:
+            if input_ids is not None:
+                position_ids = position_ids_from_input_ids(input_ids, config.pad_token_id, past_length)
+            else:
+                position_ids = position_ids_from_inputs_embeds(
+                    inputs_embeds, config.pad_token_id, past_length
+                )
+        else:
+            try:
+                _check_shape(position_ids, shape, "position_ids")
+            except ValueError:
+                _check_shape(position_ids, (1, seq_length), "position_ids")
+            if config.position_embedding_type == "absolute":
+                _check_range(position_ids, config.max_position_embeddings, "position_ids")
+
+        embedding_output = self.embeddings(
+            input_ids=input_ids,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            training=training,
+        )
+        attention_bias = self._self_attention_bias(attention_mask, shape, past_length)
+        encoder_attention_bias = self._cross_attention_bias(
+            encoder_hidden_states, encoder_attention_mask, batch_size
+        )
+        if encoder_hidden_states is not None:
+            encoder_hidden_states = tf.cast(encoder_hidden_states, embedding_output.dtype)
+        hidden_states, presents, all_hidden_states, attentions, cross_attentions = self.encoder(
+            embedding_output,
+            attention_bias=attention_bias,
+            head_mask=self._per_layer_head_mask(head_mask),
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_bias=encoder_attention_bias,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            training=training,
+        )
+        return BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            pooler_output=self.pooler(hidden_states) if self.pooler is not None else None,
+            past_key_values=presents,
+            hidden_states=all_hidden_states,
+            attentions=attentions,
+            cross_attentions=cross_attentions,
+        )
+
+    def _check_token_inputs(self, input_ids, inputs_embeds):
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give exactly one of input_ids and inputs_embeds")
+        if input_ids is not None:
+            if input_ids.shape.rank != 2:
+                raise ValueError(f"input_ids must be [batch, sequence]; got shape {tuple(input_ids.shape)}")
+            _check_range(input_ids, self.config.vocab_size, "input_ids")
+            return _dim(input_ids, 0), _dim(input_ids, 1)
+        if inputs_embeds.shape.rank != 3 or inputs_embeds.shape[-1] != self.config.hidden_size:
+            raise ValueError(
+                f"inputs_embeds must be [batch, sequence, {self.config.hidden_size}]; "
+                f"got shape {tuple(inputs_embeds.shape)}"
+            )
+        return _dim(inputs_embeds, 0), _dim(inputs_embeds, 1)
+
+    def _check_past(self, past_key_values, batch_size):
+        """Validate the cache layout (see the module docstring) and return the cached length."""
+        if past_key_values is None:
+            return 0
+        config = self.config
+        if not config.is_decoder:
+            raise ValueError("past_key_values needs a decoder (config.is_decoder=True)")
+        if not isinstance(past_key_values, (tuple, list)) or len(past_key_values) != config.num_hidden_layers:
+            raise ValueError(
+                f"past_key_values must be a tuple with one entry per layer ({config.num_hidden_layers}), "
+                "as returned by a previous call with use_cache=True"
+            )
+        lengths = set()
+        for i, entry in enumerate(past_key_values):
+            if not isinstance(entry, (tuple, list)) or len(entry) not in (2, 4):
+                raise ValueError(
+                    f"past_key_values[{i}] must be (key, value) or (key, value, cross_key, cross_value)"
+                )
+            key = entry[0]
+            expected = (batch_size, config.num_attention_heads, None, config.head_dim)
+            try:
+                _check_shape(key, expected, f"past_key_values[{i}] key")
+            except ValueError:
+                raise ValueError(
+                    f"past_key_values[{i}] key has shape {tuple(key.shape)}; expected [batch, heads, length, "
+                    f"head_dim] = {(batch_size, config.num_attention_heads, 'length', config.head_dim)}"
+                ) from None
+            lengths.add(key.shape[2])
+        if len(lengths) > 1:
+            raise ValueError("past_key_values entries disagree on the cached length")
+        return _dim(past_key_values[0][0], 2)
+
+    def _self_attention_bias(self, attention_mask, shape, past_length):
+        """Additive float32 bias `[batch or 1, 1, q, k]`: 0 where a query may look, -huge elsewhere."""
+        batch_size, seq_length = shape
+        total_length = past_length + seq_length
+        keep = None
+        if attention_mask is not None:
+            _check_shape(attention_mask, (batch_size, total_length), "attention_mask")
+            keep = tf.cast(attention_mask, tf.bool)[:, None, None, :]
+        if self.config.is_decoder:
+            query_positions = tf.range(past_length, total_length)[:, None]
+            causal = (tf.range(total_length)[None, :] <= query_positions)[None, None]
+            keep = causal if keep is None else tf.logical_and(keep, causal)
+        if keep is None:
+            return None
+        return tf.where(keep, 0.0, tf.float32.min)
+
+    def _cross_attention_bias(self, encoder_hidden_states, encoder_attention_mask, batch_size):
+        if encoder_hidden_states is None:
+            if encoder_attention_mask is not None:
+                raise ValueError("encoder_attention_mask was given without encoder_hidden_states")
+            return None
+        if not self.config.add_cross_attention:
+            raise ValueError(
+                "encoder_hidden_states needs cross-attention layers: build the model with "
+                "is_decoder=True and add_cross_attention=True"
+            )
+        hidden = self.config.hidden_size
+        if encoder_hidden_states.shape.rank != 3 or encoder_hidden_states.shape[-1] != hidden:
+            raise ValueError(
+                f"encoder_hidden_states must be [batch, encoder_sequence, {hidden}]; "
+                f"got shape {tuple(encoder_hidden_states.shape)}"
+            )
+        _check_shape(encoder_hidden_states, (batch_size, None, hidden), "encoder_hidden_states")
+        if encoder_attention_mask is None:
+            return None
+        _check_shape(encoder_attention_mask, tuple(encoder_hidden_states.shape[:2]), "encoder_attention_mask")
+        keep = tf.cast(encoder_attention_mask, tf.bool)[:, None, None, :]
+        return tf.where(keep, 0.0, tf.float32.min)
+
+    def _per_layer_head_mask(self, head_mask):
+        """`[heads]` (all layers) or `[layers, heads]` -> one `[1, heads, 1, 1]` multiplier per layer."""
+        if head_mask is None:
+            return None
+        layers, heads = self.config.num_hidden_layers, self.config.num_attention_heads
+        if tuple(head_mask.shape) == (heads,):
+            head_mask = tf.broadcast_to(head_mask[None], (layers, heads))
+        elif tuple(head_mask.shape) != (layers, heads):
+            raise ValueError(
+                f"head_mask has shape {tuple(head_mask.shape)}; expected ({heads},) or ({layers}, {heads})"
+            )
+        return [tf.reshape(head_mask[i], (1, heads, 1, 1)) for i in range(layers)]
+
+
+def _static(shape) -> bool:
+    return all(isinstance(d, int) for d in shape)
+
+
+# ----------------------------------------------------------------------------- base class
+
+# What `call` accepts from a dict; anything else in a dict is an error, not ignored.
+_INPUT_NAMES = (
+    "input_ids",
+    "attention_mask",
+    "token_type_ids",
+    "position_ids",
+    "head_mask",
+    "inputs_embeds",
+    "encoder_hidden_states",
+    "encoder_attention_mask",
+    "past_key_values",
+    "use_cache",
+    "labels",
+    "start_positions",
+    "end_positions",
+    "output_attentions",
+    "output_hidden_states",
+    "return_dict",
+    "labelled_positions_only",
+)
+_INTEGER_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "encoder_attention_mask")
+
+
+class TFXLMRobertaPreTrainedModel(keras.Model):
+    """Input handling, checkpoint IO and Keras training (`fit` with the model's own loss)."""
+
+    base_model_prefix = "roberta"
+    # The arguments that carry training targets, in the order a bare `y` fills them.
+    label_names: tuple[str, ...] = ("labels",)
+
+    def __init__(self, config: XLMRobertaConfig, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(config, XLMRobertaConfig):
+            raise TypeError(f"config must be an XLMRobertaConfig, got {type(config).__name__}")
+        config.validate()
+        if config.add_cross_attention and not config.is_decoder:
+            raise ValueError(
+                "add_cross_attention=True needs is_decoder=True: cross-attention is a decoder part"
+            )
+        self.config = config
+
+    def build(self, input_shape=None):
+        pass  # the layers create their variables during the dummy call (see `Block`)
+
+    def _build_with_dummy_inputs(self) -> None:
+        """Create every variable now (so weights load before the first real call)."""
+        inputs = dict(self.dummy_inputs)
+        if self.config.add_cross_attention:
+            inputs["encoder_hidden_states"] = tf.zeros((1, 1, self.config.hidden_size))
+        self(inputs, training=False)
+
+    @property
+    def dummy_inputs(self) -> dict:
+        return {"input_ids": tf.constant([[0, 2]], tf.int32)}
+
+    # -- inputs
+    def _gather_inputs(self, input_ids, arguments: dict) -> dict:
+        """Merge a dict given as the first argument with the keyword arguments; convert to tensors.
+
+        `arguments` is the caller's `locals()`: only the names in `_INPUT_NAMES` are kept.
+        """
+        accepted = [key for key in _INPUT_NAMES if key in arguments]
+        values = {key: arguments[key] for key in accepted if key != "input_ids"}
+        if isinstance(input_ids, Mapping):
+            unknown = sorted(set(input_ids) - set(accepted))
+            if unknown:
+                raise ValueError(
+                    f"{type(self).__name__} got unexpected inputs {unknown}; it accepts {accepted}"
+                )
+            for key, value in input_ids.items():
+                if values.get(key) is not None and value is not None:
+                    raise ValueError(f"{key} was given both in the input dict and as an argument")
+                if value is not None:
+                    values[key] = value
+        else:
+            values["input_ids"] = input_ids
+        values = {key: values.get(key) for key in _INPUT_NAMES}
+        for key in _INPUT_NAMES:
+            value = values.get(key)
+            if value is None or key in ("past_key_values",) or isinstance(value, bool):
+                continue
+            if not tf.is_tensor(value):
+                value = tf.convert_to_tensor(value)
+            if key in _INTEGER_INPUTS:
+                _check_integer(value, key)
+            values[key] = value
+        if values.get("past_key_values") is not None:
+            values["past_key_values"] = tuple(
+                tuple(tf.convert_to_tensor(t) for t in entry) for entry in values["past_key_values"]
+            )
+        return values
+
+    def _flags(self, values: dict) -> tuple[bool, bool, bool]:
+        config = self.config
+        pick = lambda key: getattr(config, key) if values.get(key) is None else bool(values[key])  # noqa: E731
+        return pick("output_attentions"), pick("output_hidden_states"), pick("return_dict")
+
+    def _body(self, values: dict, training: bool, output_attentions, output_hidden_states, **extra):
+        return self.roberta(
+            input_ids=values.get("input_ids"),
+            attention_mask=values.get("attention_mask"),
+            token_type_ids=values.get("token_type_ids"),
+            position_ids=values.get("position_ids"),
+            head_mask=values.get("head_mask"),
+            inputs_embeds=values.get("inputs_embeds"),
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            training=training,
+            **extra,
+        )
+
+    @staticmethod
+    def _return(output, return_dict: bool):
+        return output if return_dict else output.to_tuple()
+
+    # -- Keras training
+    def _move_targets_into_features(self, data):
+        """Without a compiled loss the model's own loss trains: targets become call arguments."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if self._compile_loss is not None or y is None:
+            return data
+        if sample_weight is not None:
+            raise ValueError("sample_weight needs a Keras loss: compile(optimizer, loss=...)")
+        features = dict(x) if isinstance(x, Mapping) else {"input_ids": x}
+        if isinstance(y, Mapping):
+            targets = dict(y)
+        elif isinstance(y, (tuple, list)):
+            targets = dict(zip(self.label_names, y))
+        else:
+            targets = {self.label_names[0]: y}
+        unknown = sorted(set(targets) - set(self.label_names))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} takes targets {self.label_names}, got {unknown}")
+        return {**features, **targets}
+
+    def train_step(self, data):
+        return super().train_step(self._move_targets_into_features(data))
+
+    def test_step(self, data):
+        return super().test_step(self._move_targets_into_features(data))
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        output = self(x, training=False)
+        if not isinstance(output, Mapping):
+            return output
+        return {key: value for key, value in output.items() if key not in ("loss", "masked_positions")}
+
+    def _prediction(self, output):
+        """What a Keras loss or metric compares with `y`: the logits (QA: start and end logits)."""
+        if not isinstance(output, Mapping):
+            return output
+        if "logits" in output:
+            return output["logits"]
+        if "start_logits" in output:
+            return (output["start_logits"], output["end_logits"])
+        return output["last_hidden_state"]
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled Keras loss when there is one, else the loss the model computed from the labels."""
+        if self._compile_loss is not None:
+            return super().compute_loss(x, y, self._prediction(y_pred), sample_weight, training=training)
+        loss = y_pred.get("loss") if isinstance(y_pred, Mapping) else None
+        if loss is None:
+            raise ValueError(
+                f"{type(self).__name__} computed no loss: the batches carry none of {self.label_names}; "
+                "put them in the feature dict, give (features, labels) batches, or compile(loss=...)"
+            )
+        for extra in self.losses:
+            loss = loss + tf.cast(extra, loss.dtype)
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if y is None and isinstance(x, Mapping):
+            targets = [x[name] for name in self.label_names if name in x]
+            y = None if not targets else targets[0] if len(targets) == 1 else tuple(targets)
+        return super().compute_metrics(x, y, self._prediction(y_pred), sample_weight)
+
+    # -- checkpoint IO
+    def _variables_by_path(self) -> dict[str, keras.Variable]:
+        """Every variable by its path below the model (`roberta/embeddings/...`), in the tf spelling."""
+        return {variable.path.split("/", 1)[1]: variable for variable in self.weights}
+
+    def canonical_state(self) -> dict[str, np.ndarray]:
+        """The weights under their canonical checkpoint names and layout, as numpy arrays."""
+        from xlmr_core.weight_mapping import to_canonical_state
+
+        framework_state = {path: variable.numpy() for path, variable in self._variables_by_path().items()}
+        return to_canonical_state(framework_state, "tf")
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, max_shard_size: int | str | None = None
+    ) -> None:
+        """Write `config.json` and `model.safetensors` (or shards) in the shared checkpoint format."""
+        from xlmr_core.checkpoint import save_checkpoint
+
+        # The architecture is named framework-neutrally, as every framework reads the directory.
+        config = self.config.copy(architectures=[type(self).__name__.removeprefix("TF")])
+        save_checkpoint(save_directory, self.canonical_state(), config, max_shard_size=max_shard_size)
+
+    def load_canonical_state(self, checkpoint: Mapping[str, np.ndarray]) -> dict[str, list[str]]:
+        """Assign matching checkpoint arrays; return missing and unexpected keys.
+
+        Raises `ValueError` naming the key when a shape disagrees. Base-model checkpoints load
+        into heads and head checkpoints into the base model (the `roberta.` prefix is matched).
+        """
+        from xlmr_core.weight_mapping import match_checkpoint, to_canonical_name, to_framework_state
+
+        checkpoint = self._resolve_aliases(dict(checkpoint))
+        variables = {to_canonical_name(path, "tf"): v for path, v in self._variables_by_path().items()}
+        canonical_shapes = {
+            name: tuple(reversed(v.shape)) if _is_linear_weight(name) else tuple(v.shape)
+            for name, v in variables.items()
+        }
+        report = match_checkpoint(canonical_shapes, checkpoint, base_model_prefix=self.base_model_prefix)
+        framework_state = to_framework_state(report.state, "tf")
+        paths = self._variables_by_path()
+        for path, array in framework_state.items():
+            variable = paths[path]
+            variable.assign(np.asarray(array).astype(variable.dtype))
+        return {"missing_keys": list(report.missing), "unexpected_keys": list(report.unexpected)}
+
+    def _resolve_aliases(self, checkpoint: dict) -> dict:
+        """Fold second names of one tensor into the canonical name, keeping anything that disagrees."""
+        for prefix in ("", f"{self.base_model_prefix}."):
+            decoder_bias = checkpoint.get(prefix + "lm_head.decoder.bias")
+            if decoder_bias is not None and prefix + "lm_head.bias" not in checkpoint:
+                checkpoint[prefix + "lm_head.bias"] = checkpoint.pop(prefix + "lm_head.decoder.bias")
+            elif decoder_bias is not None and np.array_equal(
+                decoder_bias, checkpoint[prefix + "lm_head.bias"]
+            ):
+                del checkpoint[prefix + "lm_head.decoder.bias"]
+        decoder = checkpoint.get("lm_head.decoder.weight")
+        embeddings = checkpoint.get(f"{self.base_model_prefix}.embeddings.word_embeddings.weight")
+        if (
+            self.config.tie_word_embeddings
+            and decoder is not None
+            and embeddings is not None
+            and np.array_equal(decoder, embeddings)
+        ):
+            del checkpoint["lm_head.decoder.weight"]  # a saved copy of the tied matrix
+        return checkpoint
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike,
+        *,
+        config: XLMRobertaConfig | None = None,
+        output_loading_info: bool = False,
+        **config_overrides,
+    ):
+        """Build the model from a checkpoint directory.
+
+        Reads the shared format (safetensors, or the reference's `pytorch_model.bin` when torch
+        is installed) and, when neither safetensors file is there, the reference's `tf_model.h5`.
+        Missing and unexpected keys are logged as warnings; with `output_loading_info=True`
+        the call returns `(model, {"missing_keys": [...], "unexpected_keys": [...]})`.
+        For mixed precision set `keras.mixed_precision.set_global_policy(...)` first.
+        """
+        if config is None:
+            config = XLMRobertaConfig.from_pretrained(directory, **config_overrides)
+        elif config_overrides:
+            config = config.copy(**config_overrides)
+        model = cls(config)
+        info = model.load_canonical_state(_read_weights(Path(directory)))
+        if info["missing_keys"]:
+            logger.warning(
+                "%s: weights not in the checkpoint at %s were newly initialised: %s",
+                cls.__name__,
+                directory,
+                info["missing_keys"],
+            )
+        if info["unexpected_keys"]:
+            logger.warning(
+                "%s: checkpoint weights at %s that this model does not use: %s",
+                cls.__name__,
+                directory,
+                info["unexpected_keys"],
+            )
+        return (model, info) if output_loading_info else model
+
+    # -- Keras serialisation (model.save / keras.models.load_model)
+    def get_config(self) -> dict:
+        return {"config": self.config.to_dict(), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        return cls(XLMRobertaConfig.from_dict(config.pop("config")), **config)
+
+
+def _is_linear_weight(canonical_name: str) -> bool:
+    from xlmr_core.weight_mapping import parameter_kind
+
+    return parameter_kind(canonical_name) == "linear_weight"
+
+
+def _read_weights(directory: Path) -> dict[str, np.ndarray]:
+    """Canonical arrays from a checkpoint directory (see `from_pretrained` for the order)."""
+    from xlmr_core.checkpoint import (
+        SAFE_WEIGHTS_INDEX_NAME,
+        SAFE_WEIGHTS_NAME,
+        TF_WEIGHTS_NAME,
+        load_checkpoint,
+    )
+
+    has_safetensors = (directory / SAFE_WEIGHTS_NAME).is_file() or (
+        directory / SAFE_WEIGHTS_INDEX_NAME
+    ).is_file()
+    if not has_safetensors and (directory / TF_WEIGHTS_NAME).is_file():
+        return read_tf_h5(directory / TF_WEIGHTS_NAME)
+    return load_checkpoint(directory)
+
+
+def read_tf_h5(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Canonical arrays from a reference `tf_model.h5` (Keras 2 `save_weights` layout).
+
+    Each weight is stored as `<top layer>/<model scope>/<path>:0`; the model scope and the
+    `:0` suffix are dropped and the path goes through the tf naming rules.
+    """
+    import h5py
+
+    from xlmr_core.checkpoint import CheckpointError
+    from xlmr_core.weight_mapping import to_canonical_state
+
+    framework_state: dict[str, np.ndarray] = {}
+    try:
+        with h5py.File(path, "r") as file:
+            for layer_name in _h5_names(file.attrs, "layer_names"):
+                group = file[layer_name]
+                for weight_name in _h5_names(group.attrs, "weight_names"):
+                    short = weight_name.split("/", 1)[1] if "/" in weight_name else weight_name
+                    short = short.removesuffix(":0")
+                    framework_state[short] = np.asarray(group[weight_name])
+    except (OSError, KeyError) as error:
+        raise CheckpointError(f"{path}: not a readable Keras weights file ({error})") from None
+    try:
+        return to_canonical_state(framework_state, "tf")
+    except KeyError as error:
+        raise CheckpointError(f"{path}: {error.args[0]}") from None
+
+
+def _h5_names(attrs, key: str) -> list[str]:
+    if key not in attrs:
+        raise KeyError(f"no {key!r} attribute")
+    return [n.decode("utf8") if isinstance(n, bytes) else str(n) for n in attrs[key]]
+
+
+# ----------------------------------------------------------------------------- the models
+
+
+class TFXLMRobertaModel(TFXLMRobertaPreTrainedModel):
+    """The bare encoder (or decoder, with `config.is_decoder`), with an optional pooler."""
+
+    def __init__(self, config: XLMRobertaConfig, add_pooling_layer: bool = True, **kwargs):
+        super().__init__(config, **kwargs)
+        self.add_pooling_layer = add_pooling_layer
+        self.roberta = XLMRobertaMainLayer(config, add_pooling_layer, name="roberta")
+        self._build_with_dummy_inputs()
+
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        past_key_values=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        training=False,
+    ):
+        values = self._gather_inputs(input_ids, dict(locals()))
+        output_attentions, output_hidden_states, return_dict = self._flags(values)
+        output = self._body(
+            values,
+            training,
+            output_attentions,
+            output_hidden_states,
+            encoder_hidden_states=values.get("encoder_hidden_states"),
+            encoder_attention_mask=values.get("encoder_attention_mask"),
+            past_key_values=values.get("past_key_values"),
+            use_cache=values.get("use_cache"),
+        )
+        return self._return(output, return_dict)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "add_pooling_layer": self.add_pooling_layer}
+
+
+class TFXLMRobertaForCausalLM(TFXLMRobertaPreTrainedModel):
+    """Decoder with a language-model head; `labels` give the next-token loss (shifted inside)."""
+
+    def __init__(self, config: XLMRobertaConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        if not config.is_decoder:
+            logger.warning("TFXLMRobertaForCausalLM is meant to run with is_decoder=True")
+        self.roberta = XLMRobertaMainLayer(config, add_pooling_layer=False, name="roberta")
+        self.lm_head = XLMRobertaLMHead(config, name="lm_head")
+        self._build_with_dummy_inputs()
+
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        labels=None,
+        past_key_values=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        training=False,
+    ):
+        values = self._gather_inputs(input_ids, dict(locals()))
+        output_attentions, output_hidden_states, return_dict = self._flags(values)
+        labels = values.get("labels")
+        outputs = self._body(
+            values,
+            training,
+            output_attentions,
+            output_hidden_states,
+            encoder_hidden_states=values.get("encoder_hidden_states"),
+            encoder_attention_mask=values.get("encoder_attention_mask"),
+            past_key_values=values.get("past_key_values"),
+            use_cache=False if labels is not None else values.get("use_cache"),
+        )
+        logits = self.lm_head(
+            outputs.last_hidden_state, word_embeddings=self.roberta.embeddings.word_embeddings.table
+        )
+        loss = None
+        if labels is not None:
+            _labels_shape(labels, [tuple(logits.shape[:2])])
+            _check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
+            # Position t predicts token t + 1.
+            loss = _cross_entropy(logits[:, :-1], labels[:, 1:])
+        output = CausalLMOutputWithCrossAttentions(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            cross_attentions=outputs.cross_attentions,
+        )
+        return self._return(output, return_dict)
+
+
+class TFXLMRobertaForMaskedLM(TFXLMRobertaPreTrainedModel):
+    """Encoder with a masked-language-model head.
+
+    `labelled_positions_only=True` (needs `labels`) runs the LM head only where
+    `labels != -100`: the loss is the same, `logits` is `[num_labelled, vocab]` and
+    `masked_positions` holds those rows' flat indices into `[batch * sequence]`. Its output
+    size depends on the data, so that path does not run under XLA (`jit_compile=True`).
+    """
+
+    def __init__(self, config: XLMRobertaConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        if config.is_decoder:
+            logger.warning("TFXLMRobertaForMaskedLM attends both ways; set is_decoder=False")
+        self.roberta = XLMRobertaMainLayer(config, add_pooling_layer=False, name="roberta")
+        self.lm_head = XLMRobertaLMHead(config, name="lm_head")
+        self._build_with_dummy_inputs()
+
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        labelled_positions_only=False,
+        training=False,
+    ):
+        values = self._gather_inputs(input_ids, dict(locals()))
+        output_attentions, output_hidden_states, return_dict = self._flags(values)
+        labels = values.get("labels")
+        labelled_positions_only = bool(values.get("labelled_positions_only", False))
+        if labelled_positions_only and labels is None:
+            raise ValueError("labelled_positions_only=True needs labels to know which positions are labelled")
+        outputs = self._body(
+            values,
+            training,
+            output_attentions,
+            output_hidden_states,
+            encoder_hidden_states=values.get("encoder_hidden_states"),
+            encoder_attention_mask=values.get("encoder_attention_mask"),
+            use_cache=False,
+        )
+        sequence_output = outputs.last_hidden_state
+        word_embeddings = self.roberta.embeddings.word_embeddings.table
+        loss = masked_positions = None
+        if labels is not None:
+            _labels_shape(labels, [tuple(sequence_output.shape[:2])])
+            _check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
+            flat_labels = tf.reshape(labels, [-1])
+        if labelled_positions_only:
+            masked_positions = tf.where(flat_labels != IGNORE_INDEX)[:, 0]
+            features = tf.gather(tf.reshape(sequence_output, [-1, self.config.hidden_size]), masked_positions)
+            logits = self.lm_head(features, word_embeddings=word_embeddings)
+            loss = _cross_entropy(logits, tf.gather(flat_labels, masked_positions))
+        else:
+            logits = self.lm_head(sequence_output, word_embeddings=word_embeddings)
+            if labels is not None:
+                loss = _cross_entropy(logits, labels)
+        output = MaskedLMOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            masked_positions=masked_positions,
+        )
+        return self._return(output, return_dict)
+
+
+class TFXLMRobertaForSequenceClassification(TFXLMRobertaPreTrainedModel):
+    """Classification or regression from the `<s>` token.
+
+    The loss follows `config.problem_type`; when unset it is regression for one label,
+    single-label classification for integer labels and multi-label otherwise.
+    """
+
+    def __init__(self, config: XLMRobertaConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        self.num_labels = config.num_labels
+        self.roberta = XLMRobertaMainLayer(config, add_pooling_layer=False, name="roberta")
+        self.classifier = XLMRobertaClassificationHead(config, name="classifier")
+        self._build_with_dummy_inputs()
+
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        training=False,
+    ):
+        values = self._gather_inputs(input_ids, dict(locals()))
+        output_attentions, output_hidden_states, return_dict = self._flags(values)
+        outputs = self._body(values, training, output_attentions, output_hidden_states)
+        logits = self.classifier(outputs.last_hidden_state, training=training)
+        labels = values.get("labels")
+        loss = None if labels is None else self._loss(logits, labels)
+        output = SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return self._return(output, return_dict)
+
+    def _loss(self, logits, labels):
+        batch_size, num_labels = logits.shape[0], self.num_labels
+        # Decided per call, not written back into the config as the reference does.
+        problem_type = classification_problem_type(self.config, labels.dtype.is_integer)
+        if problem_type == "regression":
+            if num_labels == 1:
+                _labels_shape(labels, [(batch_size,), (batch_size, 1)])
+                return _mse(tf.reshape(logits, [-1]), tf.reshape(labels, [-1]))
+            _labels_shape(labels, [(batch_size, num_labels)])
+            return _mse(logits, labels)
+        if problem_type == "single_label_classification":
+            _labels_shape(labels, [(batch_size,), (batch_size, 1)])
+            _check_range(labels, num_labels, "labels", ignore_index=IGNORE_INDEX)
+            return _cross_entropy(logits, tf.reshape(labels, [-1]))
+        _labels_shape(labels, [(batch_size, num_labels)])
+        return _binary_cross_entropy(logits, labels)
+
+
+class TFXLMRobertaForMultipleChoice(TFXLMRobertaPreTrainedModel):
+    """Scores `[batch, num_choices, sequence]` inputs; logits are `[batch, num_choices]`."""
+
+    def __init__(self, config: XLMRobertaConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        self.roberta = XLMRobertaMainLayer(config, name="roberta")
+        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
+        self.classifier = _dense(config, 1, "classifier")
+        self._build_with_dummy_inputs()
+
+    @property
+    def dummy_inputs(self) -> dict:
+        return {"input_ids": tf.constant([[[0, 2]]], tf.int32)}
+
+    def call(
+        self,
+        input_ids=None,
+        token_type_ids=None,
+        attention_mask=None,
+        labels=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        training=False,
+    ):
+        values = self._gather_inputs(input_ids, dict(locals()))
+        output_attentions, output_hidden_states, return_dict = self._flags(values)
+        input_ids, inputs_embeds = values.get("input_ids"), values.get("inputs_embeds")
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give exactly one of input_ids and inputs_embeds")
+        if input_ids is not None:
+            given, name, layout = input_ids, "input_ids", "[batch, num_choices, sequence]"
+        else:
+            given, name, layout = inputs_embeds, "inputs_embeds", "[batch, num_choices, sequence, hidden]"
+        if given.shape.rank != layout.count(",") + 1:
+            raise ValueError(f"{name} must be {layout}; got shape {tuple(given.shape)}")
+        batch_size, num_choices, seq_length = (_dim(given, i) for i in range(3))
+
+        flat = dict(values)
+        for key in ("input_ids", "attention_mask", "token_type_ids", "position_ids"):
+            if values.get(key) is not None:
+                _check_shape(values[key], (batch_size, num_choices, seq_length), key)
+                flat[key] = tf.reshape(values[key], [-1, seq_length])
+        if inputs_embeds is not None:
+            flat["inputs_embeds"] = tf.reshape(inputs_embeds, [-1, seq_length, inputs_embeds.shape[-1]])
+        outputs = self._body(flat, training, output_attentions, output_hidden_states)
+        pooled = self.dropout(outputs.pooler_output, training=training)
+        logits = tf.reshape(self.classifier(pooled), [batch_size, num_choices])
+        loss = None
+        labels = values.get("labels")
+        if labels is not None:
+            _labels_shape(labels, [(batch_size,)])
+            choices = num_choices if isinstance(num_choices, int) else tf.int32.max
+            _check_range(labels, choices, "labels", ignore_index=IGNORE_INDEX)
+            loss = _cross_entropy(logits, labels)
+        output = MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return self._return(output, return_dict)
+
+
+class TFXLMRobertaForTokenClassification(TFXLMRobertaPreTrainedModel):
+    """One label per token (e.g. NER); label -100 marks tokens the loss skips."""
+
+    def __init__(self, config: XLMRobertaConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        self.num_labels = config.num_labels
+        self.roberta = XLMRobertaMainLayer(config, add_pooling_layer=False, name="roberta")
+        self.dropout = keras.layers.Dropout(_classifier_dropout(config))
+        self.classifier = _dense(config, config.num_labels, "classifier")
+        self._build_with_dummy_inputs()
+
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        training=False,
+    ):
+        values = self._gather_inputs(input_ids, dict(locals()))
+        output_attentions, output_hidden_states, return_dict = self._flags(values)
+        outputs = self._body(values, training, output_attentions, output_hidden_states)
+        logits = self.classifier(self.dropout(outputs.last_hidden_state, training=training))
+        loss = None
+        labels = values.get("labels")
+        if labels is not None:
+            _labels_shape(labels, [tuple(logits.shape[:2])])
+            _check_range(labels, self.num_labels, "labels", ignore_index=IGNORE_INDEX)
+            loss = _cross_entropy(logits, labels)
+        output = TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return self._return(output, return_dict)
+
+
+class TFXLMRobertaForQuestionAnswering(TFXLMRobertaPreTrainedModel):
+    """Extractive QA: start and end logits per token.
+
+    Positions outside the sequence are clamped to `sequence_length` and ignored by the loss,
+    which is the mean of the start and end cross-entropies.
+    """
+
+    label_names = ("start_positions", "end_positions")
+
+    def __init__(self, config: XLMRobertaConfig, **kwargs):
+        if config.num_labels != 2:
+            raise ValueError(
+                f"question answering needs num_labels=2 (start, end); config has {config.num_labels}"
+            )
+        super().__init__(config, **kwargs)
+        self.num_labels = config.num_labels
+        self.roberta = XLMRobertaMainLayer(config, add_pooling_layer=False, name="roberta")
+        self.qa_outputs = _dense(config, config.num_labels, "qa_outputs")
+        self._build_with_dummy_inputs()
+
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        start_positions=None,
+        end_positions=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        training=False,
+    ):
+        values = self._gather_inputs(input_ids, dict(locals()))
+        output_attentions, output_hidden_states, return_dict = self._flags(values)
+        start_positions, end_positions = values.get("start_positions"), values.get("end_positions")
+        if (start_positions is None) != (end_positions is None):
+            raise ValueError("give both start_positions and end_positions, or neither")
+        outputs = self._body(values, training, output_attentions, output_hidden_states)
+        logits = self.qa_outputs(outputs.last_hidden_state)
+        start_logits, end_logits = logits[..., 0], logits[..., 1]
+        loss = None
+        if start_positions is not None:
+            batch_size, seq_length = start_logits.shape[0], _dim(start_logits, 1)
+            losses = []
+            for positions, position_logits, name in (
+                (start_positions, start_logits, "start_positions"),
+                (end_positions, end_logits, "end_positions"),
+            ):
+                _labels_shape(positions, [(batch_size,), (batch_size, 1)], name)
+                _check_integer(positions, name)
+                positions = tf.clip_by_value(tf.reshape(tf.cast(positions, tf.int32), [-1]), 0, seq_length)
+                losses.append(_cross_entropy(position_logits, positions, ignore_index=seq_length))
+            loss = (losses[0] + losses[1]) / 2
+        output = QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return self._return(output, return_dict)
