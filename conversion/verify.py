@@ -1,0 +1,262 @@
+"""`verify`: every installed framework, same checkpoint, same inputs, same numbers.
+
+Each framework (torch, tf, flax) is imported only if it is installed and its package has
+landed; the others are listed as skipped with the reason. A float64 PyTorch run is the
+reference every framework is also compared with. Tolerances are DESIGN.md's: 1e-5 in
+float32 on CPU, 1e-4 on a GPU (TF32 off).
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .architecture import detect_heads
+from .convert import read_config
+from .errors import EXIT_OK, EXIT_VERIFY_FAILED, ConversionError, MissingDependencyError
+from .formats import detect_format, open_checkpoint
+from .progress import say
+
+# TensorFlow's C++ start-up logging would bury the table.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+CPU_TOLERANCE = 1e-5
+GPU_TOLERANCE = 1e-4
+FRAMEWORKS = ("torch", "tf", "flax")
+
+# Mixed-script sentences, so the tokenizer exercises several alphabets and lengths.
+TEXTS = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Der schnelle braune Fuchs springt über den faulen Hund.",
+    "敏捷的棕色狐狸跳过了懒狗。",
+    "الثعلب البني السريع يقفز فوق الكلب الكسول.",
+    "तेज़ भूरी लोमड़ी आलसी कुत्ते के ऊपर कूदती है।",
+    "Быстрая бурая лиса прыгает через ленивую собаку.",
+)
+
+
+def _output_fields(head: str, names: set[str]) -> tuple[str, ...]:
+    if head == "Model":
+        return (
+            ("last_hidden_state", "pooler_output")
+            if "pooler.dense.weight" in names
+            else ("last_hidden_state",)
+        )
+    if head == "ForQuestionAnswering":
+        return ("start_logits", "end_logits")
+    return ("logits",)
+
+
+# ------------------------------------------------------------------ inputs
+def make_inputs(directory: Path, config, quiet: bool) -> tuple[dict[str, np.ndarray], str]:
+    """A padded batch: the directory's tokenizer on `TEXTS`, else deterministic random ids."""
+    max_length = min(48, config.max_sequence_length)
+    if (directory / "tokenizer.json").is_file() or (directory / "sentencepiece.bpe.model").is_file():
+        import xlmr_core
+
+        fast = (directory / "tokenizer.json").is_file()
+        cls = xlmr_core.XLMRobertaTokenizerFast if fast else xlmr_core.XLMRobertaTokenizer
+        tokenizer = cls.from_pretrained(directory)
+        batch = tokenizer(
+            list(TEXTS), padding=True, truncation=True, max_length=max_length, return_tensors="np"
+        )
+        inputs = {k: np.asarray(batch[k], dtype=np.int64) for k in ("input_ids", "attention_mask")}
+        if inputs["input_ids"].max() >= config.vocab_size:
+            raise ConversionError(
+                f"the tokenizer in {directory} produces id {inputs['input_ids'].max()}, "
+                f"beyond the model's vocabulary of {config.vocab_size}"
+            )
+        return inputs, f"{len(TEXTS)} multilingual sentences, {cls.__name__} from {directory}"
+    rng = np.random.default_rng(0)
+    length = min(16, max_length)
+    ids = rng.integers(min(4, config.vocab_size - 1), config.vocab_size, size=(4, length))
+    ids[:, 0], ids[:, -1] = config.bos_token_id or 0, config.eos_token_id or 0
+    mask = np.ones_like(ids)
+    pad = config.pad_token_id if config.pad_token_id is not None else 1
+    ids[1, length // 2 :], mask[1, length // 2 :] = pad, 0  # one padded row
+    say(f"note: no tokenizer files in {directory}; using deterministic random token ids", quiet=quiet)
+    return {"input_ids": ids, "attention_mask": mask}, "deterministic random token ids (no tokenizer in DIR)"
+
+
+def inputs_for(head: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if head != "ForMultipleChoice":
+        return inputs
+    # Two choices per example: each row paired with the batch in reverse order.
+    return {k: np.stack([v, v[::-1]], axis=1) for k, v in inputs.items()}
+
+
+# ------------------------------------------------------------------ runners
+def _unavailable(framework: str, device: str) -> str | None:
+    """Why `framework` cannot run here, or None."""
+    package = {"torch": "xlmr_torch", "tf": "xlmr_tf", "flax": "xlmr_flax"}[framework]
+    try:
+        importlib.import_module(package)
+    except ImportError as error:
+        return f"{package} not available ({error})"
+    if device != "gpu":
+        return None
+    if framework == "torch":
+        import torch
+
+        return None if torch.cuda.is_available() else "torch sees no CUDA GPU"
+    if framework == "tf":
+        import tensorflow as tf
+
+        return None if tf.config.list_physical_devices("GPU") else "TensorFlow sees no GPU"
+    import jax
+
+    try:
+        jax.devices("gpu")
+    except RuntimeError:
+        return "JAX sees no GPU"
+    return None
+
+
+def run_torch(directory: Path, head: str, inputs, fields, device: str, float64: bool = False) -> dict:
+    import torch
+
+    import xlmr_torch
+
+    target = "cuda" if device == "gpu" else "cpu"
+    if target == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    model = getattr(xlmr_torch, f"XLMRoberta{head}").from_pretrained(directory)
+    model = model.double() if float64 else model
+    model.to(target)
+    with torch.no_grad():
+        out = model(**{k: torch.from_numpy(v).to(target) for k, v in inputs.items()})
+    return {f: out[f].detach().cpu().double().numpy() for f in fields}
+
+
+def run_tf(directory: Path, head: str, inputs, fields, device: str) -> dict:
+    import tensorflow as tf
+
+    import xlmr_tf
+
+    if device == "gpu":
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+    with tf.device("/GPU:0" if device == "gpu" else "/CPU:0"):
+        model = getattr(xlmr_tf, f"TFXLMRoberta{head}").from_pretrained(directory)
+        out = model({k: tf.constant(v) for k, v in inputs.items()}, training=False)
+    return {f: np.asarray(out[f], dtype=np.float64) for f in fields}
+
+
+def run_flax(directory: Path, head: str, inputs, fields, device: str) -> dict:
+    import jax
+
+    import xlmr_flax
+
+    target = jax.devices("gpu" if device == "gpu" else "cpu")[0]
+    with jax.default_device(target), jax.default_matmul_precision("highest"):
+        model = getattr(xlmr_flax, f"FlaxXLMRoberta{head}").from_pretrained(directory)
+        out = model(**inputs)
+    return {f: np.asarray(out[f], dtype=np.float64) for f in fields}
+
+
+RUNNERS = {"torch": run_torch, "tf": run_tf, "flax": run_flax}
+
+
+# ------------------------------------------------------------------ the command
+def compare(directory: Path, frameworks, device: str, tolerance: float, quiet: bool):
+    """Rows `(head, output, comparison, max |diff| or None, passed, note)` and the input description."""
+    config = read_config(directory)
+    with open_checkpoint(directory) as checkpoint:
+        names = set(checkpoint.tensors)
+    heads = detect_heads(names, config)
+    inputs, described = make_inputs(directory, config, quiet)
+    rows = []
+    for head in heads:
+        fields = _output_fields(head, names)
+        head_inputs = inputs_for(head, inputs)
+        results: dict[str, dict | str] = {}
+        for framework in frameworks:
+            say(f"running {head} in {framework} ({device})", quiet=quiet)
+            try:
+                results[framework] = RUNNERS[framework](directory, head, head_inputs, fields, device)
+            except Exception as error:  # a framework that fails is reported, not fatal
+                results[framework] = f"{type(error).__name__}: {error}"
+        if "torch" in frameworks:
+            try:
+                results["float64"] = run_torch(directory, head, head_inputs, fields, "cpu", float64=True)
+            except Exception as error:
+                results["float64"] = f"{type(error).__name__}: {error}"
+        pairs = [(fw, "float64") for fw in frameworks if "float64" in results]
+        pairs += list(itertools.combinations(frameworks, 2))
+        for a, b in pairs:
+            for f in fields:
+                label = f"{a} vs {b}"
+                failed = [r for r in (results[a], results[b]) if isinstance(r, str)]
+                if failed:
+                    rows.append((head, f, label, None, False, failed[0].splitlines()[0][:120]))
+                    continue
+                x, y = results[a][f], results[b][f]
+                if x.shape != y.shape:
+                    rows.append((head, f, label, None, False, f"shapes differ: {x.shape} vs {y.shape}"))
+                    continue
+                diff = float(np.max(np.abs(x - y))) if x.size else 0.0
+                rows.append((head, f, label, diff, bool(diff <= tolerance), ""))
+    return rows, described
+
+
+def verify(
+    directory: str | os.PathLike,
+    *,
+    device: str = "cpu",
+    frameworks=None,
+    tolerance: float | None = None,
+    quiet: bool = False,
+) -> int:
+    """Print the agreement table for `directory`; return 0 on PASS, 1 on FAIL."""
+    directory = Path(directory)
+    fmt, _ = detect_format(directory)
+    requested = list(dict.fromkeys(frameworks or FRAMEWORKS))
+    tolerance = tolerance if tolerance is not None else (GPU_TOLERANCE if device == "gpu" else CPU_TOLERANCE)
+    usable, skipped = [], {}
+    for framework in requested:
+        reason = _unavailable(framework, device)
+        if reason is None:
+            usable.append(framework)
+        else:
+            skipped[framework] = reason
+    if not usable:
+        detail = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        if device == "gpu":
+            raise MissingDependencyError(f"--device gpu: no framework here can use a GPU ({detail})")
+        raise MissingDependencyError(f"no framework to verify with ({detail}); pip install 'xlmr[torch]'")
+
+    with tempfile.TemporaryDirectory(prefix="xlmr-verify-") as scratch:
+        if fmt != "safetensors":
+            # The frameworks share one reader of the shared format; convert other formats first.
+            from .convert import convert
+
+            say(f"note: {directory} is in {fmt} format; verifying a converted copy", quiet=quiet)
+            target = Path(scratch) / "checkpoint"
+            convert(directory, target, quiet=True)
+            directory_to_run = target
+        else:
+            directory_to_run = directory
+        rows, described = compare(directory_to_run, usable, device, tolerance, quiet)
+
+    print(f"checkpoint  {directory}")
+    print(f"inputs      {described}")
+    print(f"device      {device}; tolerance {tolerance:g} (max |diff|)")
+    for framework, reason in skipped.items():
+        print(f"skipped     {framework}: {reason}")
+    width = max([len(r[0]) for r in rows] + [4])
+    print(f"{'head':<{width}}  {'output':<18} {'comparison':<18} {'max|diff|':>10}  result")
+    for head, field, label, diff, passed, note in rows:
+        shown = "-" if diff is None else f"{diff:.2e}"
+        verdict = "PASS" if passed else "FAIL"
+        print(f"{head:<{width}}  {field:<18} {label:<18} {shown:>10}  {verdict}{'  ' + note if note else ''}")
+    failures = sum(not r[4] for r in rows)
+    if failures:
+        print(f"FAIL: {failures} of {len(rows)} comparisons above {tolerance:g} or not run")
+        return EXIT_VERIFY_FAILED
+    print(f"PASS: {len(rows)} comparisons within {tolerance:g}")
+    return EXIT_OK
