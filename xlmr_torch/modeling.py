@@ -8,7 +8,18 @@ Key/value cache (decoders only): `past_key_values` is a tuple with one entry per
 Each entry is `(self_key, self_value)`, or `(self_key, self_value, cross_key, cross_value)`
 when cross-attention ran; every tensor is `[batch, heads, length, head_dim]`. Pass back
 what the previous call returned, together with an `attention_mask` that covers the
-past and the new tokens when there is padding.
+past and the new tokens when there is padding. The encoder side is computed once and
+reused; `encoder_hidden_states` must still be passed for cross-attention to run.
+
+Where we deliberately differ from the reference:
+- relative position kinds place the new queries after the cached ones, so a cached call
+  with several new tokens (or a first call that merely creates a cache) gives the same
+  result as a full recompute; the reference puts every query at the last position;
+- positions derived from `inputs_embeds` continue after the cached length;
+- `encoder_hidden_states` given to a model without cross-attention, out-of-range ids and
+  over-long inputs raise `ValueError` instead of being ignored or failing in an index op;
+- sequence classification decides its `problem_type` per call and leaves the config alone;
+- losses are computed in float32 even for float16 / bfloat16 models.
 """
 
 from __future__ import annotations
@@ -575,14 +586,11 @@ class XLMRobertaPreTrainedModel(nn.Module):
 
     def _resolve_aliases(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
         """Fold second names of one tensor into the canonical name, keeping anything that disagrees."""
-        for prefix in ("", f"{self.base_model_prefix}."):
-            decoder_bias = checkpoint.get(prefix + "lm_head.decoder.bias")
-            if decoder_bias is not None and prefix + "lm_head.bias" not in checkpoint:
-                checkpoint[prefix + "lm_head.bias"] = checkpoint.pop(prefix + "lm_head.decoder.bias")
-            elif decoder_bias is not None and np.array_equal(
-                decoder_bias, checkpoint[prefix + "lm_head.bias"]
-            ):
-                del checkpoint[prefix + "lm_head.decoder.bias"]
+        decoder_bias = checkpoint.get("lm_head.decoder.bias")
+        if decoder_bias is not None and "lm_head.bias" not in checkpoint:
+            checkpoint["lm_head.bias"] = checkpoint.pop("lm_head.decoder.bias")
+        elif decoder_bias is not None and np.array_equal(decoder_bias, checkpoint["lm_head.bias"]):
+            del checkpoint["lm_head.decoder.bias"]
         decoder = checkpoint.get("lm_head.decoder.weight")
         embeddings = checkpoint.get(f"{self.base_model_prefix}.embeddings.word_embeddings.weight")
         if (
@@ -602,16 +610,22 @@ class XLMRobertaPreTrainedModel(nn.Module):
         config: XLMRobertaConfig | None = None,
         dtype: torch.dtype | None = None,
         output_loading_info: bool = False,
+        torch_dtype: torch.dtype | None = None,
         **config_overrides,
     ):
         """Build the model from a checkpoint directory, in eval mode.
 
-        `dtype` (float32, float16, bfloat16) sets the parameter dtype; the default is float32.
+        `dtype` (float32, float16, bfloat16; `torch_dtype` is accepted as the reference's
+        spelling) sets the parameter dtype; the default is float32.
         Missing and unexpected keys are logged as warnings; with `output_loading_info=True` the
         call returns `(model, {"missing_keys": [...], "unexpected_keys": [...]})`.
         """
         from xlmr_core.checkpoint import load_checkpoint
 
+        if torch_dtype is not None:
+            if dtype is not None and dtype != torch_dtype:
+                raise ValueError(f"dtype={dtype} and torch_dtype={torch_dtype} disagree")
+            dtype = torch_dtype
         if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
         if config is None:
@@ -639,7 +653,7 @@ class XLMRobertaPreTrainedModel(nn.Module):
         model.eval()
         return (model, info) if output_loading_info else model
 
-    def _return(self, output, return_dict):
+    def _format_output(self, output, return_dict):
         use_dict = self.config.return_dict if return_dict is None else return_dict
         return output if use_dict else output.to_tuple()
 
@@ -734,7 +748,7 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
             attentions=attentions,
             cross_attentions=cross_attentions,
         )
-        return self._return(output, return_dict)
+        return self._format_output(output, return_dict)
 
     def _check_token_inputs(self, input_ids, inputs_embeds) -> tuple[int, int]:
         if (input_ids is None) == (inputs_embeds is None):
@@ -822,6 +836,8 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         if encoder_attention_mask is None:
             return None
         _check_shape(encoder_attention_mask, encoder_hidden_states.shape[:2], "encoder_attention_mask")
+        if not torch.compiler.is_compiling() and bool(encoder_attention_mask.all()):
+            return None
         keep = encoder_attention_mask.to(torch.bool)[:, None, None, :]
         return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(
             ~keep, torch.finfo(dtype).min
@@ -905,7 +921,7 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
             attentions=outputs.attentions,
             cross_attentions=outputs.cross_attentions,
         )
-        return self._return(output, return_dict)
+        return self._format_output(output, return_dict)
 
 
 class XLMRobertaForMaskedLM(XLMRobertaPreTrainedModel):
@@ -982,7 +998,7 @@ class XLMRobertaForMaskedLM(XLMRobertaPreTrainedModel):
             attentions=outputs.attentions,
             masked_positions=masked_positions,
         )
-        return self._return(output, return_dict)
+        return self._format_output(output, return_dict)
 
 
 class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
@@ -1028,7 +1044,7 @@ class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
         output = SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return self._return(output, return_dict)
+        return self._format_output(output, return_dict)
 
     def _loss(self, logits, labels):
         batch_size, num_labels = logits.shape
@@ -1109,7 +1125,7 @@ class XLMRobertaForMultipleChoice(XLMRobertaPreTrainedModel):
         output = MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return self._return(output, return_dict)
+        return self._format_output(output, return_dict)
 
 
 class XLMRobertaForTokenClassification(XLMRobertaPreTrainedModel):
@@ -1160,7 +1176,7 @@ class XLMRobertaForTokenClassification(XLMRobertaPreTrainedModel):
         output = TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return self._return(output, return_dict)
+        return self._format_output(output, return_dict)
 
 
 class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
@@ -1229,4 +1245,4 @@ class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
-        return self._return(output, return_dict)
+        return self._format_output(output, return_dict)

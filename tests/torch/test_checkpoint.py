@@ -187,3 +187,10 @@ def test_a_directory_without_weights_fails_clearly(tmp_path):
     tiny_config().save_pretrained(tmp_path)
     with pytest.raises((FileNotFoundError, ValueError), match=str(tmp_path.name)):
         xlmr_torch.XLMRobertaModel.from_pretrained(tmp_path)
+
+
+def test_the_reference_spelling_torch_dtype_is_accepted(tmp_path):
+    build("XLMRobertaModel").save_pretrained(tmp_path)
+    model = xlmr_torch.XLMRobertaModel.from_pretrained(tmp_path, torch_dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert not hasattr(model.config, "torch_dtype")
