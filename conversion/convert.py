@@ -136,6 +136,7 @@ def convert(
             raise ConversionError(str(error)) from None
     if destination.exists() and not overwrite:  # before any reading: fail fast
         raise DestinationExistsError(f"{destination} exists; pass --overwrite to replace it")
+    formats.detect_format(source)  # a missing or foreign directory is named before its config
     config = read_config(source)
     with formats.open_checkpoint(source) as checkpoint:
         tensors = formats.canonicalize(checkpoint.tensors, config.tie_word_embeddings)

@@ -366,7 +366,7 @@ class _MsgpackReader:
             dtype = DTYPES["bfloat16"] if dtype_name == "bfloat16" else np.dtype(dtype_name)
         except (TypeError, ValueError):
             raise CorruptFileError(f"{self.path}: malformed Flax array entry") from None
-        if dtype.kind not in "fiub" or min(shape, default=0) < 0:
+        if (dtype.kind not in "fiub" and dtype != DTYPES["bfloat16"]) or min(shape, default=0) < 0:
             raise CorruptFileError(f"{self.path}: Flax array of unsupported dtype {dtype_name!r}")
         if nbytes != math.prod(shape) * dtype.itemsize or self.file.tell() != end:
             raise CorruptFileError(f"{self.path}: Flax array {list(shape)} {dtype_name} has {nbytes} bytes")

@@ -12,7 +12,7 @@ from xlmr_core.weight_mapping import match_checkpoint
 from .architecture import detect_heads, expected_shapes
 from .convert import TOKENIZER_FILES, read_config
 from .errors import EXIT_OK, ShapeMismatchError
-from .formats import canonicalize, open_checkpoint
+from .formats import canonicalize, detect_format, open_checkpoint
 from .progress import human_bytes
 
 _CONFIG_FIELDS = (
@@ -36,6 +36,7 @@ _CONFIG_FIELDS = (
 def summarize(directory: str | os.PathLike) -> dict:
     """The facts `inspect` prints, as a dict."""
     directory = Path(directory)
+    detect_format(directory)  # a missing or foreign directory is named before its config
     config = read_config(directory)
     with open_checkpoint(directory) as checkpoint:
         # Compare the tensors as the shared format stores them (derived buffers and alias names dropped).
