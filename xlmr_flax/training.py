@@ -1,0 +1,196 @@
+"""Fine-tuning any `FlaxXLMRoberta*` head with jitted optax steps.
+
+    model = FlaxXLMRobertaForSequenceClassification.from_pretrained(directory)
+    optimizer = create_optimizer(2e-5, num_train_steps=1000, num_warmup_steps=100)
+    state = create_train_state(model, optimizer, seed=0)
+    train_step = make_train_step(model)              # jax.jit-compiled
+    for batch in batches:                            # dicts of arrays, labels included
+        state, metrics = train_step(state, batch)
+    model.params = state.params
+
+The loss is the one the model computes from the labels in the batch (`labels`, or
+`start_positions` / `end_positions`), so every head trains with the same step.
+
+Data parallelism: build a mesh with `data_parallel_mesh()`, put the state on it with
+`replicate(state, mesh)` and each batch with `shard_batch(batch, mesh)`; the same jitted
+step then runs over all devices (GSPMD) and gives the same result as one device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import traverse_util
+from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from .modeling import FlaxXLMRobertaPreTrainedModel
+
+# Parameters that are not multiplied into anything get no weight decay.
+_NO_DECAY_MODULES = ("LayerNorm", "layer_norm")
+
+
+class TrainState(train_state.TrainState):
+    """Step, parameters, optimizer state and the dropout key, as one pytree."""
+
+    dropout_rng: jax.Array
+
+
+def decay_mask(params) -> Any:
+    """`True` for parameters that get weight decay: everything but biases and LayerNorm."""
+    flat = traverse_util.flatten_dict(params)
+    return traverse_util.unflatten_dict(
+        {path: path[-1] != "bias" and not (len(path) > 1 and path[-2] in _NO_DECAY_MODULES) for path in flat}
+    )
+
+
+def create_learning_rate_schedule(
+    learning_rate: float, num_train_steps: int, num_warmup_steps: int = 0
+) -> optax.Schedule:
+    """Linear warm-up from 0 to `learning_rate`, then linear decay to 0 at `num_train_steps`."""
+    if not 0 <= num_warmup_steps <= num_train_steps:
+        raise ValueError(
+            f"num_warmup_steps ({num_warmup_steps}) must be in [0, num_train_steps={num_train_steps}]"
+        )
+    warmup = optax.linear_schedule(0.0, learning_rate, max(num_warmup_steps, 1))
+    decay = optax.linear_schedule(learning_rate, 0.0, max(num_train_steps - num_warmup_steps, 1))
+    if num_warmup_steps == 0:
+        return decay
+    return optax.join_schedules([warmup, decay], boundaries=[num_warmup_steps])
+
+
+def create_optimizer(
+    learning_rate: float | optax.Schedule,
+    num_train_steps: int | None = None,
+    num_warmup_steps: int = 0,
+    *,
+    weight_decay: float = 0.01,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    max_grad_norm: float | None = 1.0,
+) -> optax.GradientTransformation:
+    """AdamW with the warm-up/decay schedule (when `num_train_steps` is given), weight decay
+    masked off biases and LayerNorm, and global-norm gradient clipping (`max_grad_norm`)."""
+    schedule = learning_rate
+    if num_train_steps is not None and not callable(learning_rate):
+        schedule = create_learning_rate_schedule(learning_rate, num_train_steps, num_warmup_steps)
+    adamw = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask)
+    if max_grad_norm is None:
+        return adamw
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), adamw)
+
+
+def create_train_state(
+    model: FlaxXLMRobertaPreTrainedModel, optimizer: optax.GradientTransformation, seed: int = 0
+) -> TrainState:
+    """A train state over `model.params`; `seed` seeds the dropout key."""
+    return TrainState.create(
+        apply_fn=model.module.apply, params=model.params, tx=optimizer, dropout_rng=jax.random.PRNGKey(seed)
+    )
+
+
+def _split_microbatches(batch: dict, accumulation_steps: int) -> dict:
+    def split(x):
+        if x.shape[0] % accumulation_steps:
+            raise ValueError(
+                f"batch size {x.shape[0]} is not a multiple of accumulation_steps={accumulation_steps}"
+            )
+        return x.reshape(accumulation_steps, x.shape[0] // accumulation_steps, *x.shape[1:])
+
+    return jax.tree_util.tree_map(split, batch)
+
+
+def make_loss_fn(model: FlaxXLMRobertaPreTrainedModel, **call_options) -> Callable:
+    """`loss(params, batch, dropout_rng)`: the model's own loss with dropout on."""
+
+    def loss_fn(params, batch, dropout_rng):
+        output = model(**batch, **call_options, params=params, dropout_rng=dropout_rng, train=True)
+        if output.loss is None:
+            raise ValueError("the batch has no labels (labels, or start_positions and end_positions)")
+        return output.loss
+
+    return loss_fn
+
+
+def make_train_step(
+    model: FlaxXLMRobertaPreTrainedModel,
+    *,
+    accumulation_steps: int = 1,
+    donate: bool = False,
+    **call_options,
+) -> Callable:
+    """A jitted `train_step(state, batch) -> (state, {"loss", "grad_norm", "learning_rate"?})`.
+
+    With `accumulation_steps=k` the batch is split into `k` equal micro-batches whose
+    gradients are averaged before one optimizer update (memory of one micro-batch, result
+    of the whole batch when the loss is a mean over equal-sized micro-batches).
+    `call_options` go to every model call (e.g. `labelled_positions_only=True,
+    max_predictions=20` for masked LM). `donate=True` lets XLA reuse the old state's memory.
+    """
+    if accumulation_steps < 1:
+        raise ValueError(f"accumulation_steps must be >= 1, got {accumulation_steps}")
+    grad_fn = jax.value_and_grad(make_loss_fn(model, **call_options))
+
+    def train_step(state: TrainState, batch: dict):
+        dropout_rng, step_rng = jax.random.split(state.dropout_rng)
+        if accumulation_steps == 1:
+            loss, grads = grad_fn(state.params, batch, step_rng)
+        else:
+
+            def accumulate(carry, microbatch_and_index):
+                microbatch, index = microbatch_and_index
+                loss_sum, grad_sum = carry
+                loss, grads = grad_fn(state.params, microbatch, jax.random.fold_in(step_rng, index))
+                return (loss_sum + loss, jax.tree_util.tree_map(jnp.add, grad_sum, grads)), None
+
+            start = (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, state.params))
+            microbatches = (_split_microbatches(batch, accumulation_steps), jnp.arange(accumulation_steps))
+            (loss_sum, grad_sum), _ = jax.lax.scan(accumulate, start, microbatches)
+            loss = loss_sum / accumulation_steps
+            grads = jax.tree_util.tree_map(lambda g: g / accumulation_steps, grad_sum)
+        new_state = state.apply_gradients(grads=grads, dropout_rng=dropout_rng)
+        return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+
+    return jax.jit(train_step, donate_argnums=(0,) if donate else ())
+
+
+def make_eval_step(model: FlaxXLMRobertaPreTrainedModel, **call_options) -> Callable:
+    """A jitted `eval_step(params, batch) -> model output` (dropout off; loss when labelled)."""
+
+    def eval_step(params, batch: dict):
+        return model(**batch, **call_options, params=params, train=False, return_dict=True)
+
+    return jax.jit(eval_step)
+
+
+# ----------------------------------------------------------------------------- data parallelism
+
+
+def data_parallel_mesh(devices=None) -> Mesh:
+    """A one-axis mesh (`"data"`) over `devices` (default: all of them)."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), ("data",))
+
+
+def replicate(tree, mesh: Mesh):
+    """Put a pytree (parameters, train state) on every device of `mesh`."""
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def shard_batch(batch: dict, mesh: Mesh) -> dict:
+    """Split every array of `batch` along its first (batch) axis over the mesh's devices."""
+    size = mesh.devices.size
+
+    def put(x):
+        x = np.asarray(x)
+        if x.shape[0] % size:
+            raise ValueError(f"batch size {x.shape[0]} is not a multiple of the {size} devices")
+        return jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
+
+    return jax.tree_util.tree_map(put, batch)
