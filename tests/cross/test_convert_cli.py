@@ -54,6 +54,8 @@ def random_state(config, head: str, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def write_checkpoint(directory: Path, head: str = "ForMaskedLM", seed: int = 0, **config_overrides) -> dict:
+    if head == "ForQuestionAnswering":
+        config_overrides.setdefault("num_labels", 2)  # start and end
     config = tiny_config(architectures=[f"XLMRoberta{head}"], **config_overrides)
     state = random_state(config, head, seed)
     save_checkpoint(directory, state, config)

@@ -1,0 +1,130 @@
+"""`xlmr-convert verify`: the agreement table, PASS/FAIL and its exit status."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+from conversion import verify
+from conversion.architecture import HEADS
+from conversion.cli import main
+from conversion.errors import EXIT_MISSING_DEPENDENCY, EXIT_VERIFY_FAILED
+from tests.cross.test_convert_cli import make_format, write_checkpoint
+
+pytest.importorskip("xlmr_torch")
+
+
+def installed_frameworks() -> list[str]:
+    found = []
+    for framework, package in [("torch", "xlmr_torch"), ("tf", "xlmr_tf"), ("flax", "xlmr_flax")]:
+        try:
+            importlib.import_module(package)
+            found.append(framework)
+        except ImportError:
+            pass
+    return found
+
+
+def table_rows(out: str) -> list[list[str]]:
+    return [line.split() for line in out.splitlines() if line.split()[-1:] in (["PASS"], ["FAIL"])]
+
+
+def test_verify_compares_every_installed_framework_pair_and_float64(tmp_path, capsys):
+    write_checkpoint(tmp_path / "ckpt")
+    assert main(["verify", str(tmp_path / "ckpt"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    frameworks = installed_frameworks()
+    comparisons = {" ".join(row[2:5]) for row in table_rows(out)}
+    expected = {f"{fw} vs float64" for fw in frameworks}
+    expected |= {f"{a} vs {b}" for i, a in enumerate(frameworks) for b in frameworks[i + 1 :]}
+    assert comparisons == expected
+    assert "deterministic random token ids" in out and out.rstrip().splitlines()[-1].startswith("PASS")
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_verify_runs_the_head_the_checkpoint_has(tmp_path, capsys, head):
+    decoder = head == "ForCausalLM"
+    write_checkpoint(tmp_path / "ckpt", head, is_decoder=decoder, add_cross_attention=decoder)
+    assert main(["verify", str(tmp_path / "ckpt"), "--frameworks", "torch", "--quiet"]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    fields = {
+        "Model": {"last_hidden_state", "pooler_output"},
+        "ForQuestionAnswering": {"start_logits", "end_logits"},
+    }
+    assert {row[0] for row in rows} == {head}
+    assert {row[1] for row in rows} == fields.get(head, {"logits"})
+
+
+def test_disagreement_fails_with_exit_status_1(tmp_path, capsys, monkeypatch):
+    write_checkpoint(tmp_path / "ckpt")
+    honest = verify.run_torch
+
+    def off_by_a_little(directory, head, inputs, fields, device, float64=False):
+        out = honest(directory, head, inputs, fields, device, float64)
+        return out if float64 else {k: v + 1e-3 for k, v in out.items()}
+
+    monkeypatch.setitem(verify.RUNNERS, "torch", off_by_a_little)
+    assert main(["verify", str(tmp_path / "ckpt"), "--frameworks", "torch", "--quiet"]) == EXIT_VERIFY_FAILED
+    out = capsys.readouterr().out
+    assert "FAIL" in out.splitlines()[-1]
+    row = table_rows(out)[0]
+    assert row[-1] == "FAIL" and float(row[-2]) == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_verify_tokenizes_multilingual_text_with_the_directory_tokenizer(
+    tmp_path, capsys, small_sentencepiece_model
+):
+    write_checkpoint(tmp_path / "ckpt", vocab_size=1001)
+    (tmp_path / "ckpt" / "sentencepiece.bpe.model").write_bytes(small_sentencepiece_model.read_bytes())
+    captured = {}
+    honest = verify.run_torch
+
+    def recording(directory, head, inputs, fields, device, float64=False):
+        captured["input_ids"] = inputs["input_ids"]
+        return honest(directory, head, inputs, fields, device, float64)
+
+    import xlmr_core
+
+    expected = xlmr_core.XLMRobertaTokenizer.from_pretrained(tmp_path / "ckpt")(
+        list(verify.TEXTS), padding=True
+    )
+    verify.RUNNERS["torch"], saved = recording, verify.RUNNERS["torch"]
+    try:
+        assert main(["verify", str(tmp_path / "ckpt"), "--frameworks", "torch", "--quiet"]) == 0
+    finally:
+        verify.RUNNERS["torch"] = saved
+    assert "multilingual sentences" in capsys.readouterr().out
+    np.testing.assert_array_equal(captured["input_ids"], np.asarray(expected["input_ids"]))
+
+
+def test_verify_reads_other_formats_through_a_converted_copy(tmp_path, capsys):
+    write_checkpoint(tmp_path / "canonical")
+    flax_only = make_format(tmp_path, tmp_path / "canonical", "flax", "flax-only")
+    assert main(["verify", str(flax_only), "--frameworks", "torch"]) == 0
+    captured = capsys.readouterr()
+    assert "verifying a converted copy" in captured.err and "PASS" in captured.out
+
+
+def test_gpu_without_a_gpu_is_a_clear_error(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    write_checkpoint(tmp_path / "ckpt")
+    assert main(["verify", str(tmp_path / "ckpt"), "--device", "gpu", "--frameworks", "torch"]) == (
+        EXIT_MISSING_DEPENDENCY
+    )
+    assert "no framework here can use a GPU" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_verify_on_gpu_passes_at_the_gpu_tolerance(tmp_path, capsys):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    write_checkpoint(tmp_path / "ckpt")
+    assert main(["verify", str(tmp_path / "ckpt"), "--device", "gpu", "--quiet"]) == 0
+    assert "tolerance 0.0001" in capsys.readouterr().out
