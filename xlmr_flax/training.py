@@ -155,7 +155,7 @@ def make_train_step(
             loss = loss_sum / accumulation_steps
             grads = jax.tree_util.tree_map(lambda g: g / accumulation_steps, grad_sum)
         new_state = state.apply_gradients(grads=grads, dropout_rng=dropout_rng)
-        return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
     return jax.jit(train_step, donate_argnums=(0,) if donate else ())
 
