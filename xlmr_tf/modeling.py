@@ -800,7 +800,7 @@ _INPUT_NAMES = (
     "return_dict",
     "labelled_positions_only",
 )
-_INTEGER_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "encoder_attention_mask")
+_INTEGER_INPUTS = ("input_ids", "token_type_ids", "position_ids")
 
 
 class TFXLMRobertaPreTrainedModel(keras.Model):
@@ -959,16 +959,36 @@ class TFXLMRobertaPreTrainedModel(keras.Model):
         return super().compute_metrics(x, y, self._prediction(y_pred), sample_weight)
 
     # -- checkpoint IO
+    # The bare model's canonical names carry no `roberta.` prefix (as torch's XLMRobertaModel),
+    # although its layers sit under a `roberta` scope like the heads' (as in the reference).
+    strip_base_prefix = False
+
     def _variables_by_path(self) -> dict[str, keras.Variable]:
         """Every variable by its path below the model (`roberta/embeddings/...`), in the tf spelling."""
         return {variable.path.split("/", 1)[1]: variable for variable in self.weights}
 
-    def canonical_state(self) -> dict[str, np.ndarray]:
-        """The weights under their canonical checkpoint names and layout, as numpy arrays."""
+    def to_canonical(self, framework_state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`{tf path: array}` (weights, gradients, ...) -> canonical names and layout."""
         from xlmr_core.weight_mapping import to_canonical_state
 
-        framework_state = {path: variable.numpy() for path, variable in self._variables_by_path().items()}
-        return to_canonical_state(framework_state, "tf")
+        state = to_canonical_state(framework_state, "tf")
+        if self.strip_base_prefix:
+            state = {name.removeprefix(f"{self.base_model_prefix}."): array for name, array in state.items()}
+        return state
+
+    def from_canonical(self, canonical_state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Inverse of `to_canonical`."""
+        from xlmr_core.weight_mapping import to_framework_state
+
+        if self.strip_base_prefix:
+            canonical_state = {f"{self.base_model_prefix}.{k}": v for k, v in canonical_state.items()}
+        return to_framework_state(canonical_state, "tf")
+
+    def canonical_state(self) -> dict[str, np.ndarray]:
+        """The weights under their canonical checkpoint names and layout, as numpy arrays."""
+        return self.to_canonical(
+            {path: variable.numpy() for path, variable in self._variables_by_path().items()}
+        )
 
     def save_pretrained(
         self, save_directory: str | os.PathLike, max_shard_size: int | str | None = None
@@ -986,18 +1006,15 @@ class TFXLMRobertaPreTrainedModel(keras.Model):
         Raises `ValueError` naming the key when a shape disagrees. Base-model checkpoints load
         into heads and head checkpoints into the base model (the `roberta.` prefix is matched).
         """
-        from xlmr_core.weight_mapping import match_checkpoint, to_canonical_name, to_framework_state
+        from xlmr_core.weight_mapping import match_checkpoint
 
         checkpoint = self._resolve_aliases(dict(checkpoint))
-        variables = {to_canonical_name(path, "tf"): v for path, v in self._variables_by_path().items()}
-        canonical_shapes = {
-            name: tuple(reversed(v.shape)) if _is_linear_weight(name) else tuple(v.shape)
-            for name, v in variables.items()
-        }
-        report = match_checkpoint(canonical_shapes, checkpoint, base_model_prefix=self.base_model_prefix)
-        framework_state = to_framework_state(report.state, "tf")
         paths = self._variables_by_path()
-        for path, array in framework_state.items():
+        # Shapes in canonical layout: map uninitialised stand-ins through the same rules.
+        stand_ins = {path: np.empty(tuple(v.shape), np.int8) for path, v in paths.items()}
+        expected = {name: array.shape for name, array in self.to_canonical(stand_ins).items()}
+        report = match_checkpoint(expected, checkpoint, base_model_prefix=self.base_model_prefix)
+        for path, array in self.from_canonical(report.state).items():
             variable = paths[path]
             variable.assign(np.asarray(array).astype(variable.dtype))
         return {"missing_keys": list(report.missing), "unexpected_keys": list(report.unexpected)}
@@ -1072,12 +1089,6 @@ class TFXLMRobertaPreTrainedModel(keras.Model):
         return cls(XLMRobertaConfig.from_dict(config.pop("config")), **config)
 
 
-def _is_linear_weight(canonical_name: str) -> bool:
-    from xlmr_core.weight_mapping import parameter_kind
-
-    return parameter_kind(canonical_name) == "linear_weight"
-
-
 def _read_weights(directory: Path) -> dict[str, np.ndarray]:
     """Canonical arrays from a checkpoint directory (see `from_pretrained` for the order)."""
     from xlmr_core.checkpoint import (
@@ -1134,6 +1145,8 @@ def _h5_names(attrs, key: str) -> list[str]:
 
 class TFXLMRobertaModel(TFXLMRobertaPreTrainedModel):
     """The bare encoder (or decoder, with `config.is_decoder`), with an optional pooler."""
+
+    strip_base_prefix = True
 
     def __init__(self, config: XLMRobertaConfig, add_pooling_layer: bool = True, **kwargs):
         super().__init__(config, **kwargs)

@@ -11,7 +11,6 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import xlmr_tf  # noqa: E402
-from xlmr_core.weight_mapping import to_canonical_state  # noqa: E402
 
 
 def _to_numpy(value):
@@ -36,11 +35,9 @@ def _arguments(inputs, options=None):
 
 
 def _canonical(model, per_variable):
-    """{tf path: array} for the model's variables -> canonical names and layout."""
+    """(variable, array) pairs -> {canonical name: array} in canonical layout."""
     paths = {id(variable): path for path, variable in model._variables_by_path().items()}
-    return to_canonical_state(
-        {paths[id(variable)]: np.asarray(value) for variable, value in per_variable}, "tf"
-    )
+    return model.to_canonical({paths[id(variable)]: np.asarray(value) for variable, value in per_variable})
 
 
 class Adapter:

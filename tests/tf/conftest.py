@@ -1,0 +1,107 @@
+"""Tiny configs and inputs for the TF model tests (no PyTorch needed)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+import xlmr_tf  # noqa: E402
+from xlmr_core import XLMRobertaConfig  # noqa: E402
+
+tf.get_logger().setLevel(logging.ERROR)
+# Keras warns about unused variables (the frozen position table of relative models) and retracing.
+warnings.filterwarnings("ignore", message="Gradients do not exist for variables")
+
+HEADS = (
+    "TFXLMRobertaModel",
+    "TFXLMRobertaForCausalLM",
+    "TFXLMRobertaForMaskedLM",
+    "TFXLMRobertaForSequenceClassification",
+    "TFXLMRobertaForMultipleChoice",
+    "TFXLMRobertaForTokenClassification",
+    "TFXLMRobertaForQuestionAnswering",
+)
+POSITION_KINDS = ("absolute", "relative_key", "relative_key_query")
+VOCAB = 99
+PAD = 1
+HIDDEN = 32
+
+
+def tiny_config(**overrides) -> XLMRobertaConfig:
+    """A 2-layer, 32-wide model with a 40-row position table; no dropout unless asked."""
+    values = dict(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=40,
+        type_vocab_size=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=PAD,
+        layer_norm_eps=1e-5,
+        initializer_range=0.2,  # larger than the default so differences are visible
+        num_labels=3,
+    )
+    values.update(overrides)
+    return XLMRobertaConfig(**values)
+
+
+def config_for(head: str, **overrides) -> XLMRobertaConfig:
+    if head == "TFXLMRobertaForCausalLM":
+        overrides = {"is_decoder": True, "add_cross_attention": True, **overrides}
+    if head == "TFXLMRobertaForQuestionAnswering":
+        overrides = {"num_labels": 2, **overrides}
+    return tiny_config(**overrides)
+
+
+def build(head: str, config: XLMRobertaConfig | None = None, seed: int = 0, **overrides):
+    """A head by class name with a deterministic initialisation."""
+    keras.utils.set_random_seed(seed)
+    return getattr(xlmr_tf, head)(config or config_for(head, **overrides))
+
+
+def token_ids(shape=(2, 7), seed: int = 1) -> np.ndarray:
+    """Random non-special ids (never the pad id)."""
+    return np.random.default_rng(seed).integers(3, VOCAB, shape).astype(np.int32)
+
+
+def inputs_for(head: str, batch: int = 2, length: int = 7, choices: int = 3) -> dict:
+    """Minimal call arguments for a head (multiple choice takes [batch, choices, length])."""
+    shape = (batch, choices, length) if head == "TFXLMRobertaForMultipleChoice" else (batch, length)
+    ids = token_ids(shape)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+
+def labels_for(head: str, batch: int = 2, length: int = 7, seed: int = 2) -> dict:
+    """Training targets for a head, matching `inputs_for`."""
+    rng = np.random.default_rng(seed)
+    if head in ("TFXLMRobertaForCausalLM", "TFXLMRobertaForMaskedLM"):
+        return {"labels": rng.integers(0, VOCAB, (batch, length)).astype(np.int32)}
+    if head == "TFXLMRobertaForTokenClassification":
+        return {"labels": rng.integers(0, 3, (batch, length)).astype(np.int32)}
+    if head == "TFXLMRobertaForQuestionAnswering":
+        return {
+            "start_positions": rng.integers(0, length, batch).astype(np.int32),
+            "end_positions": rng.integers(0, length, batch).astype(np.int32),
+        }
+    if head == "TFXLMRobertaModel":
+        return {}
+    return {"labels": rng.integers(0, 3, batch).astype(np.int32)}
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy():
+    """Every test starts and ends in float32, whatever a mixed-precision test set."""
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
