@@ -508,15 +508,18 @@ def _check_integer(tensor, name: str) -> None:
         raise ValueError(f"{name} must hold integers, got dtype {tensor.dtype.name}")
 
 
-def _check_range(ids, size: int, name: str, ignore_index: int | None = None) -> None:
-    """Every value of `ids` must be in [0, size) (or equal `ignore_index`); see the module docstring."""
+def _check_range(ids, size: int, name: str, ignore_index: int | None = None):
+    """Every value of `ids` must be in [0, size) (or equal `ignore_index`); see the module docstring.
+
+    Returns `ids`; in a graph, guarded so that nothing reads them before the check has run.
+    """
     _check_integer(ids, name)
     if tf.executing_eagerly():
         values = ids.numpy()
         if ignore_index is not None:
             values = values[values != ignore_index]
         if values.size == 0:
-            return
+            return ids
         low, high = int(values.min()), int(values.max())
         if ignore_index is None:
             check_index_range(name, low, high, size)
@@ -524,14 +527,16 @@ def _check_range(ids, size: int, name: str, ignore_index: int | None = None) -> 
             raise ValueError(
                 f"{name} must be in [0, {size}) or {ignore_index} (ignored); got values from {low} to {high}"
             )
-        return
+        return ids
     valid = tf.logical_and(ids >= 0, ids < size)
     if ignore_index is not None:
         valid = tf.logical_or(valid, tf.equal(ids, ignore_index))
-    tf.debugging.Assert(
+    check = tf.debugging.Assert(
         tf.reduce_all(valid),
         [f"{name} must be in [0, {size}); got values from", tf.reduce_min(ids), "to", tf.reduce_max(ids)],
     )
+    with tf.control_dependencies([check]):
+        return tf.identity(ids)
 
 
 def _check_length(config: XLMRobertaConfig, past_length, seq_length) -> None:
@@ -615,6 +620,8 @@ class XLMRobertaMainLayer(Block):
     ):
         config = self.config
         batch_size, seq_length = self._check_token_inputs(input_ids, inputs_embeds)
+        if input_ids is not None:
+            input_ids = _check_range(input_ids, config.vocab_size, "input_ids")
         past_length = self._check_past(past_key_values, batch_size)
         _check_length(config, past_length, seq_length)
         use_cache = config.is_decoder and (config.use_cache if use_cache is None else use_cache)
@@ -624,7 +631,7 @@ class XLMRobertaMainLayer(Block):
             token_type_ids = tf.zeros(tf.stack(shape) if not _static(shape) else shape, tf.int32)
         else:
             _check_shape(token_type_ids, shape, "token_type_ids")
-            _check_range(token_type_ids, config.type_vocab_size, "token_type_ids")
+            token_type_ids = _check_range(token_type_ids, config.type_vocab_size, "token_type_ids")
         if position_ids is None:
             if input_ids is not None:
                 position_ids = position_ids_from_input_ids(input_ids, config.pad_token_id, past_length)
@@ -638,7 +645,7 @@ class XLMRobertaMainLayer(Block):
             except ValueError:
                 _check_shape(position_ids, (1, seq_length), "position_ids")
             if config.position_embedding_type == "absolute":
-                _check_range(position_ids, config.max_position_embeddings, "position_ids")
+                position_ids = _check_range(position_ids, config.max_position_embeddings, "position_ids")
 
         embedding_output = self.embeddings(
             input_ids=input_ids,
@@ -680,7 +687,7 @@ class XLMRobertaMainLayer(Block):
         if input_ids is not None:
             if input_ids.shape.rank != 2:
                 raise ValueError(f"input_ids must be [batch, sequence]; got shape {tuple(input_ids.shape)}")
-            _check_range(input_ids, self.config.vocab_size, "input_ids")
+            _check_integer(input_ids, "input_ids")
             return _dim(input_ids, 0), _dim(input_ids, 1)
         if inputs_embeds.shape.rank != 3 or inputs_embeds.shape[-1] != self.config.hidden_size:
             raise ValueError(
@@ -1237,7 +1244,7 @@ class TFXLMRobertaForCausalLM(TFXLMRobertaPreTrainedModel):
         loss = None
         if labels is not None:
             _labels_shape(labels, [tuple(logits.shape[:2])])
-            _check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
+            labels = _check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
             # Position t predicts token t + 1.
             loss = _cross_entropy(logits[:, :-1], labels[:, 1:])
         output = CausalLMOutputWithCrossAttentions(
@@ -1305,7 +1312,7 @@ class TFXLMRobertaForMaskedLM(TFXLMRobertaPreTrainedModel):
         loss = masked_positions = None
         if labels is not None:
             _labels_shape(labels, [tuple(sequence_output.shape[:2])])
-            _check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
+            labels = _check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
             flat_labels = tf.reshape(labels, [-1])
         if labelled_positions_only:
             masked_positions = tf.where(flat_labels != IGNORE_INDEX)[:, 0]
@@ -1377,7 +1384,7 @@ class TFXLMRobertaForSequenceClassification(TFXLMRobertaPreTrainedModel):
             return _mse(logits, labels)
         if problem_type == "single_label_classification":
             _labels_shape(labels, [(batch_size,), (batch_size, 1)])
-            _check_range(labels, num_labels, "labels", ignore_index=IGNORE_INDEX)
+            labels = _check_range(labels, num_labels, "labels", ignore_index=IGNORE_INDEX)
             return _cross_entropy(logits, tf.reshape(labels, [-1]))
         _labels_shape(labels, [(batch_size, num_labels)])
         return _binary_cross_entropy(logits, labels)
@@ -1439,7 +1446,7 @@ class TFXLMRobertaForMultipleChoice(TFXLMRobertaPreTrainedModel):
         if labels is not None:
             _labels_shape(labels, [(batch_size,)])
             choices = num_choices if isinstance(num_choices, int) else tf.int32.max
-            _check_range(labels, choices, "labels", ignore_index=IGNORE_INDEX)
+            labels = _check_range(labels, choices, "labels", ignore_index=IGNORE_INDEX)
             loss = _cross_entropy(logits, labels)
         output = MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
@@ -1480,7 +1487,7 @@ class TFXLMRobertaForTokenClassification(TFXLMRobertaPreTrainedModel):
         labels = values.get("labels")
         if labels is not None:
             _labels_shape(labels, [tuple(logits.shape[:2])])
-            _check_range(labels, self.num_labels, "labels", ignore_index=IGNORE_INDEX)
+            labels = _check_range(labels, self.num_labels, "labels", ignore_index=IGNORE_INDEX)
             loss = _cross_entropy(logits, labels)
         output = TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 
 import numpy as np
 import pytest
@@ -17,8 +16,7 @@ import xlmr_tf  # noqa: E402
 from xlmr_core import XLMRobertaConfig  # noqa: E402
 
 tf.get_logger().setLevel(logging.ERROR)
-# Keras warns about unused variables (the frozen position table of relative models) and retracing.
-warnings.filterwarnings("ignore", message="Gradients do not exist for variables")
+
 
 HEADS = (
     "TFXLMRobertaModel",
@@ -79,7 +77,11 @@ def inputs_for(head: str, batch: int = 2, length: int = 7, choices: int = 3) -> 
     """Minimal call arguments for a head (multiple choice takes [batch, choices, length])."""
     shape = (batch, choices, length) if head == "TFXLMRobertaForMultipleChoice" else (batch, length)
     ids = token_ids(shape)
-    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    if head == "TFXLMRobertaForCausalLM":
+        encoder_states = np.random.default_rng(3).standard_normal((batch, 3, HIDDEN))
+        inputs["encoder_hidden_states"] = encoder_states.astype(np.float32)
+    return inputs
 
 
 def labels_for(head: str, batch: int = 2, length: int = 7, seed: int = 2) -> dict:

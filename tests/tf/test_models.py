@@ -52,8 +52,11 @@ def test_a_dict_and_keyword_arguments_give_the_same_outputs(head):
     inputs = inputs_for(head)
     from_dict = model({k: tf.constant(v) for k, v in inputs.items()})
     from_keywords = model(**inputs)
-    for key in from_dict:
-        np.testing.assert_array_equal(from_dict[key], from_keywords[key])
+    assert from_dict.keys() == from_keywords.keys()
+    for x, y in zip(
+        tf.nest.flatten(tuple(from_dict.values())), tf.nest.flatten(tuple(from_keywords.values()))
+    ):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_a_tokenizer_dict_with_an_unknown_key_is_refused():
