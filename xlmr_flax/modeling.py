@@ -20,6 +20,13 @@ Key/value cache (decoders only): `past_key_values` is a tuple with one entry per
 `[batch, heads, length, head_dim]` -- the same layout as `xlmr_torch`. Each cached step
 grows the cache, so under `jit` every new length compiles once.
 
+For jitted generation there is also a fixed-size cache: `model.init_cache(batch, max_length)`
+gives zero buffers of length `max_length`, and each call passes them with `cache_index`
+(how many positions are already filled; may be traced). New keys and values are written
+at `cache_index`, later slots are masked, and the returned buffers keep their shape, so one
+compiled step serves every position. `attention_mask`, when given, covers all `max_length`
+slots.
+
 Embedding rows at `pad_token_id` (words and absolute positions) receive no gradient, as
 with PyTorch's `nn.Embedding(padding_idx=...)`, so training matches `xlmr_torch` exactly.
 """
@@ -243,11 +250,17 @@ class XLMRobertaSelfAttention(nn.Module):
         batch_size, length, _ = x.shape
         return x.reshape(batch_size, length, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)
 
-    def relative_position_bias(self, query, key):
+    def relative_position_bias(self, query, key, cache_index=None):
         """Relative-position scores `[batch, heads, q, k]`, already divided by sqrt(head_dim)."""
-        # Queries are the last positions of the keys: a cached step sees a full recompute's distances.
-        index = relative_position_index(query.shape[2], key.shape[2], self.config.max_position_embeddings)
-        embedded = self.distance_embedding(jnp.asarray(index))
+        max_positions = self.config.max_position_embeddings
+        if cache_index is None:
+            # Queries are the last positions of the keys: a cached step sees a full recompute's distances.
+            index = jnp.asarray(relative_position_index(query.shape[2], key.shape[2], max_positions))
+        else:  # fixed-size cache: the queries sit at cache_index, cache_index + 1, ...
+            query_positions = cache_index + jnp.arange(query.shape[2])[:, None]
+            index = query_positions - jnp.arange(key.shape[2])[None, :] + max_positions - 1
+            index = jnp.clip(index, 0, 2 * max_positions - 2)  # slots past the queries are masked anyway
+        embedded = self.distance_embedding(index)
         scores = jnp.einsum("bhqd,qkd->bhqk", query, embedded)
         if self.position_embedding_type == "relative_key_query":
             scores = scores + jnp.einsum("bhkd,qkd->bhqk", key, embedded)
@@ -261,6 +274,7 @@ class XLMRobertaSelfAttention(nn.Module):
         encoder_hidden_states=None,
         past_key_value=None,
         deterministic=True,
+        cache_index=None,
     ):
         batch_size, length, _ = hidden_states.shape
         query = self.split_heads(self.query(hidden_states))
@@ -270,14 +284,18 @@ class XLMRobertaSelfAttention(nn.Module):
             source = hidden_states if encoder_hidden_states is None else encoder_hidden_states
             key = self.split_heads(self.key(source))
             value = self.split_heads(self.value(source))
-            if past_key_value is not None:
+            if past_key_value is not None and cache_index is not None:
+                start = (0, 0, cache_index, 0)
+                key = jax.lax.dynamic_update_slice(past_key_value[0].astype(self.dtype), key, start)
+                value = jax.lax.dynamic_update_slice(past_key_value[1].astype(self.dtype), value, start)
+            elif past_key_value is not None:
                 key = jnp.concatenate([past_key_value[0].astype(self.dtype), key], axis=2)
                 value = jnp.concatenate([past_key_value[1].astype(self.dtype), value], axis=2)
 
         scores = jnp.einsum("bhqd,bhkd->bhqk", query, key) / math.sqrt(self.head_dim)
         bias = attention_bias
         if self.position_embedding_type != "absolute":
-            relative = self.relative_position_bias(query, key)
+            relative = self.relative_position_bias(query, key, cache_index)
             # min + a negative score would overflow to -inf in half precision
             bias = relative if bias is None else jnp.maximum(relative + bias, jnp.finfo(relative.dtype).min)
         if bias is not None:
@@ -326,9 +344,16 @@ class XLMRobertaAttention(nn.Module):
         encoder_hidden_states,
         past_key_value,
         deterministic=True,
+        cache_index=None,
     ):
         context, probs, key_value = self.self(
-            hidden_states, attention_bias, head_mask, encoder_hidden_states, past_key_value, deterministic
+            hidden_states,
+            attention_bias,
+            head_mask,
+            encoder_hidden_states,
+            past_key_value,
+            deterministic,
+            cache_index,
         )
         return self.output(context, hidden_states, deterministic), probs, key_value
 
@@ -388,11 +413,12 @@ class XLMRobertaLayer(nn.Module):
         encoder_attention_bias,
         past_key_value,
         deterministic=True,
+        cache_index=None,
     ):
         self_past = past_key_value[:2] if past_key_value is not None else None
         cross_past = past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
         hidden_states, self_probs, present = self.attention(
-            hidden_states, attention_bias, head_mask, None, self_past, deterministic
+            hidden_states, attention_bias, head_mask, None, self_past, deterministic, cache_index
         )
         cross_probs = None
         if encoder_hidden_states is not None:
@@ -446,6 +472,7 @@ class XLMRobertaEncoder(nn.Module):
         output_attentions,
         output_hidden_states,
         deterministic=True,
+        cache_index=None,
     ):
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
@@ -460,6 +487,7 @@ class XLMRobertaEncoder(nn.Module):
                 encoder_attention_bias,
                 None if past_key_values is None else past_key_values[i],
                 deterministic,
+                cache_index,
             )
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
@@ -595,11 +623,15 @@ class XLMRobertaModule(nn.Module):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         deterministic: bool = True,
+        cache_index=None,
     ):
+        """`cache_index` (with fixed-size `past_key_values`) says how many cache slots are filled."""
         config = self.config
         given = input_ids if input_ids is not None else inputs_embeds
         batch_size, seq_length = given.shape[:2]
         past_length = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+        if cache_index is not None:
+            past_length = cache_index  # positions continue after the filled slots
         if token_type_ids is None:
             token_type_ids = jnp.zeros((batch_size, seq_length), jnp.int32)
         if position_ids is None:
@@ -613,7 +645,10 @@ class XLMRobertaModule(nn.Module):
         embedding_output = self.embeddings(
             input_ids, token_type_ids, position_ids, inputs_embeds, deterministic=deterministic
         )
-        attention_bias = self._self_attention_bias(attention_mask, seq_length, past_length)
+        if cache_index is None:
+            attention_bias = self._self_attention_bias(attention_mask, seq_length, past_length)
+        else:
+            attention_bias = self._fixed_cache_bias(attention_mask, seq_length, past_key_values, cache_index)
         encoder_attention_bias = None
         if encoder_hidden_states is not None:
             encoder_hidden_states = encoder_hidden_states.astype(self.dtype)
@@ -632,6 +667,7 @@ class XLMRobertaModule(nn.Module):
             output_attentions,
             output_hidden_states,
             deterministic,
+            cache_index,
         )
         return BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=hidden_states,
@@ -655,6 +691,15 @@ class XLMRobertaModule(nn.Module):
             causal = jnp.tril(jnp.ones((seq_length, total_length), bool), past_length)[None, None]
             keep = causal if keep is None else keep & causal
         return None if keep is None else self._bias(keep)
+
+    def _fixed_cache_bias(self, attention_mask, seq_length, past_key_values, cache_index):
+        """Causal mask over the whole buffer: query i sees slots up to cache_index + i."""
+        slots = past_key_values[0][0].shape[2]
+        query_positions = cache_index + jnp.arange(seq_length)[:, None]
+        keep = (jnp.arange(slots)[None, :] <= query_positions)[None, None]
+        if attention_mask is not None:
+            keep = keep & attention_mask.astype(bool)[:, None, None, :]
+        return self._bias(keep)
 
 
 # ----------------------------------------------------------------------------- head modules
@@ -981,6 +1026,7 @@ class FlaxXLMRobertaPreTrainedModel:
         encoder_attention_mask=None,
         past_key_values=None,
         use_cache: bool | None = None,
+        cache_index=None,
         labels=None,
         start_positions=None,
         end_positions=None,
@@ -1001,6 +1047,7 @@ class FlaxXLMRobertaPreTrainedModel:
             "encoder_attention_mask": encoder_attention_mask,
             "past_key_values": past_key_values,
             "use_cache": use_cache,
+            "cache_index": cache_index,
             "labels": labels,
             "start_positions": start_positions,
             "end_positions": end_positions,
@@ -1023,11 +1070,14 @@ class FlaxXLMRobertaPreTrainedModel:
             "encoder_hidden_states": _as_array(encoder_hidden_states),
             "encoder_attention_mask": _as_array(encoder_attention_mask),
             "past_key_values": _as_array(past_key_values),
+            "cache_index": None if cache_index is None else jnp.asarray(cache_index, jnp.int32),
         }
         inputs = self._check_inputs(inputs)
         use_cache = config.is_decoder and (config.use_cache if use_cache is None else use_cache)
         if labels is not None:
             use_cache = False
+        if cache_index is not None:
+            use_cache = True  # the updated buffers are the point of the call
         kwargs = dict(
             inputs,
             use_cache=bool(use_cache),
@@ -1080,9 +1130,13 @@ class FlaxXLMRobertaPreTrainedModel:
         config = self.config
         batch_size, seq_length = self._token_shape(inputs)
         past_length = self._check_past(inputs["past_key_values"], batch_size)
-        check_sequence_length(config, past_length, seq_length)
+        if inputs.get("cache_index") is None:
+            check_sequence_length(config, past_length, seq_length)
+            mask_length = past_length + seq_length
+        else:
+            mask_length = self._check_cache_index(inputs["cache_index"], past_length, seq_length, inputs)
         if inputs["attention_mask"] is not None:
-            _check_shape(inputs["attention_mask"], (batch_size, past_length + seq_length), "attention_mask")
+            _check_shape(inputs["attention_mask"], (batch_size, mask_length), "attention_mask")
         if inputs["token_type_ids"] is not None:
             _check_shape(inputs["token_type_ids"], (batch_size, seq_length), "token_type_ids")
             _check_range(inputs["token_type_ids"], config.type_vocab_size, "token_type_ids")
@@ -1098,6 +1152,31 @@ class FlaxXLMRobertaPreTrainedModel:
         inputs["head_mask"] = self._check_head_mask(inputs["head_mask"])
         self._check_encoder(inputs, batch_size)
         return inputs
+
+    def _check_cache_index(self, cache_index, slots: int, seq_length: int, inputs) -> int:
+        """Checks of the fixed-size cache path; returns the attention-mask length (all slots)."""
+        if inputs["past_key_values"] is None:
+            raise ValueError("cache_index needs the fixed-size past_key_values buffers (see init_cache)")
+        if cache_index.ndim != 0:
+            raise ValueError(f"cache_index must be a scalar, got shape {tuple(cache_index.shape)}")
+        check_sequence_length(self.config, 0, slots)
+        value = _concrete(cache_index)
+        if seq_length > slots or (value is not None and not 0 <= int(value) <= slots - seq_length):
+            at = "" if value is None else f" at cache_index={int(value)}"
+            raise ValueError(f"{seq_length} new tokens{at} do not fit the cache of {slots} slots")
+        return slots
+
+    def init_cache(self, batch_size: int, max_length: int) -> tuple:
+        """Zero key/value buffers for `max_length` positions, for calls with `cache_index`."""
+        config = self.config
+        if not config.is_decoder:
+            raise ValueError("a key/value cache needs a decoder (config.is_decoder=True)")
+        check_sequence_length(config, 0, max_length)
+        shape = (batch_size, config.num_attention_heads, max_length, config.head_dim)
+        return tuple(
+            (jnp.zeros(shape, self.dtype), jnp.zeros(shape, self.dtype))
+            for _ in range(config.num_hidden_layers)
+        )
 
     def _check_head_mask(self, head_mask):
         if head_mask is None:
@@ -1323,7 +1402,7 @@ class FlaxXLMRobertaModel(FlaxXLMRobertaPreTrainedModel):
 
     module_class = XLMRobertaModule
     accepted_arguments = frozenset(
-        {"encoder_hidden_states", "encoder_attention_mask", "past_key_values", "use_cache"}
+        {"encoder_hidden_states", "encoder_attention_mask", "past_key_values", "use_cache", "cache_index"}
     )
 
 
@@ -1332,7 +1411,14 @@ class FlaxXLMRobertaForCausalLM(FlaxXLMRobertaPreTrainedModel):
 
     module_class = XLMRobertaForCausalLMModule
     accepted_arguments = frozenset(
-        {"encoder_hidden_states", "encoder_attention_mask", "past_key_values", "use_cache", "labels"}
+        {
+            "encoder_hidden_states",
+            "encoder_attention_mask",
+            "past_key_values",
+            "use_cache",
+            "cache_index",
+            "labels",
+        }
     )
 
     def __init__(self, config, *args, **kwargs):

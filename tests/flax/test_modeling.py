@@ -180,6 +180,36 @@ def test_jitted_step_by_step_decoding_matches_a_full_pass(make_model):
     np.testing.assert_allclose(logits, full, atol=1e-5)
 
 
+def test_fixed_size_cache_decodes_every_step_with_one_compiled_function(make_model):
+    model = make_model(
+        "ForCausalLM", is_decoder=True, add_cross_attention=True, position_embedding_type="relative_key_query"
+    )
+    ids, mask = token_batch(model.config)
+    encoder = np.random.default_rng(0).standard_normal((2, 5, 32)).astype(np.float32)
+    full = model(ids, mask, encoder_hidden_states=encoder).logits
+    traces = []
+
+    @jax.jit
+    def step(params, ids, mask, cache, index):
+        traces.append(ids.shape)  # runs only when tracing
+        out = model(
+            ids, mask, encoder_hidden_states=encoder, past_key_values=cache, cache_index=index, params=params
+        )
+        return out.logits, out.past_key_values
+
+    slots = np.zeros((2, 9), np.int32)  # two spare slots past the sequence
+    slots[:, :7] = mask
+    logits, cache = step(model.params, ids[:, :4], slots, model.init_cache(2, 9), 0)
+    assert cache[0][0].shape == (2, 4, 9, 8) and len(cache[0]) == 4
+    for t in range(4, 7):
+        next_logits, cache = step(model.params, ids[:, t : t + 1], slots, cache, t)
+        logits = jnp.concatenate([logits, next_logits], axis=1)
+    np.testing.assert_allclose(logits, full, atol=1e-5)
+    assert len(traces) == 2  # the prefix, then one function for every single-token step
+    with pytest.raises(ValueError, match="do not fit the cache"):
+        model(ids[:, :1], slots, past_key_values=cache, cache_index=9)
+
+
 def test_encoder_model_returns_no_cache(make_model):
     model = make_model("Model")
     ids, mask = token_batch(model.config)
