@@ -1040,7 +1040,10 @@ class FlaxXLMRobertaPreTrainedModel:
         train: bool = False,
     ):
         """Run the model. Arguments and outputs as in `xlmr_torch`; `train=True` turns dropout on
-        and needs `dropout_rng`. Works inside `jax.jit` / `jax.grad` with `params` passed in."""
+        and needs `dropout_rng`. Works inside `jax.jit` / `jax.grad` with `params` passed in.
+
+        `cache_index` selects the fixed-size cache (see `init_cache` and the module docstring);
+        `max_predictions` bounds the labelled-positions masked-LM path under `jit`."""
         config = self.config
         optional = {
             "encoder_hidden_states": encoder_hidden_states,
