@@ -828,6 +828,16 @@ class TFXLMRobertaPreTrainedModel(keras.Model):
             )
         self.config = config
 
+    def __call__(self, *args, **kwargs):
+        # Keras takes only plain containers of tensors as positional input: hand it a tokenizer's
+        # BatchEncoding (a dict subclass) as a plain dict, and flags found in a dict as keywords.
+        if args and isinstance(args[0], Mapping):
+            inputs = dict(args[0])
+            for key in [k for k, v in inputs.items() if isinstance(v, bool)]:
+                kwargs.setdefault(key, inputs.pop(key))
+            args = (inputs, *args[1:])
+        return super().__call__(*args, **kwargs)
+
     def build(self, input_shape=None):
         pass  # the layers create their variables during the dummy call (see `Block`)
 
@@ -1086,15 +1096,6 @@ class TFXLMRobertaPreTrainedModel(keras.Model):
             )
         return (model, info) if output_loading_info else model
 
-    # -- Keras serialisation (model.save / keras.models.load_model)
-    def get_config(self) -> dict:
-        return {"config": self.config.to_dict(), "name": self.name}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        config = dict(config)
-        return cls(XLMRobertaConfig.from_dict(config.pop("config")), **config)
-
 
 def _read_weights(directory: Path) -> dict[str, np.ndarray]:
     """Canonical arrays from a checkpoint directory (see `from_pretrained` for the order)."""
@@ -1191,9 +1192,6 @@ class TFXLMRobertaModel(TFXLMRobertaPreTrainedModel):
             use_cache=values.get("use_cache"),
         )
         return self._return(output, return_dict)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "add_pooling_layer": self.add_pooling_layer}
 
 
 class TFXLMRobertaForCausalLM(TFXLMRobertaPreTrainedModel):

@@ -59,6 +59,17 @@ def test_a_dict_and_keyword_arguments_give_the_same_outputs(head):
         np.testing.assert_array_equal(x, y)
 
 
+def test_a_dict_subclass_holding_flags_is_accepted_like_a_tokenizer_output():
+    class BatchEncoding(dict):
+        pass
+
+    model = build("TFXLMRobertaModel")
+    ids = token_ids()
+    out = model(BatchEncoding(input_ids=tf.constant(ids), output_attentions=True))
+    np.testing.assert_array_equal(out.last_hidden_state, model(ids).last_hidden_state)
+    assert len(out.attentions) == 2
+
+
 def test_a_tokenizer_dict_with_an_unknown_key_is_refused():
     model = build("TFXLMRobertaModel")
     with pytest.raises(ValueError, match="offset_mapping"):
