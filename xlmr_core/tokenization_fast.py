@@ -90,6 +90,8 @@ class XLMRobertaTokenizerFast(XLMRobertaTokenizerBase):
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
         self._tokenizer.add_special_tokens(special_added_tokens(self.mask_token))
+        # Asking `tokenizers` for the size builds the whole vocabulary; decode checks it per id.
+        self._vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=True)
 
     @property
     def backend_tokenizer(self) -> Tokenizer:
@@ -98,7 +100,7 @@ class XLMRobertaTokenizerFast(XLMRobertaTokenizerBase):
 
     @property
     def vocab_size(self) -> int:
-        return self._tokenizer.get_vocab_size(with_added_tokens=True)
+        return self._vocab_size
 
     def get_vocab(self) -> dict[str, int]:
         return self._tokenizer.get_vocab(with_added_tokens=True)

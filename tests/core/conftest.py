@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 import sentencepiece as spm
@@ -10,9 +11,8 @@ import sentencepiece as spm
 from .texts import training_corpus
 
 
-@pytest.fixture(scope="session")
-def trained_sentencepiece_model(tmp_path_factory) -> str:
-    """A small unigram model with XLM-R's normalization (nmt_nfkc) and piece layout, trained in ~1 s."""
+def train_small_model(directory: Path) -> str:
+    """Train a small unigram model with XLM-R's normalization (nmt_nfkc) and piece layout (~1 s)."""
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(training_corpus()),
@@ -29,9 +29,15 @@ def trained_sentencepiece_model(tmp_path_factory) -> str:
         num_threads=1,
         minloglevel=2,
     )
-    path = tmp_path_factory.mktemp("spm") / "sentencepiece.bpe.model"
+    path = directory / "sentencepiece.bpe.model"
     path.write_bytes(model.getvalue())
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def trained_sentencepiece_model(tmp_path_factory) -> str:
+    """Path of the small SentencePiece model trained for these tests."""
+    return train_small_model(tmp_path_factory.mktemp("spm"))
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ def both(trained_tokenizers):
     return trained_tokenizers["slow"], trained_tokenizers["fast"]
 
 
-# ---- id layout -----------------------------------------------------------------------------------
+# ---- id layout
 
 
 def test_special_tokens_have_the_xlmr_ids(tokenizer, trained_sentencepiece_model):
@@ -53,7 +53,7 @@ def test_unknown_token_maps_to_unk_id(tokenizer):
     assert tokenizer.convert_tokens_to_ids("certainly-not-a-piece") == 3
 
 
-# ---- slow and fast agree ---------------------------------------------------------------------------
+# ---- slow and fast agree
 
 
 # The two known disagreements (see tokenization.py): a text whose *normalized* form spells a special
@@ -102,7 +102,7 @@ def test_slow_and_fast_decode_alike(trained_tokenizers, ids):
         assert slow.decode(ids, skip_special_tokens=skip) == fast.decode(ids, skip_special_tokens=skip)
 
 
-# ---- special-token layout ---------------------------------------------------------------------------
+# ---- special-token layout
 
 
 def test_single_text_is_wrapped_in_s_and_end_s(tokenizer):
@@ -146,7 +146,7 @@ def test_already_formatted_ids_get_their_special_mask(tokenizer):
     ]
 
 
-# ---- padding -------------------------------------------------------------------------------------------
+# ---- padding
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
@@ -187,7 +187,7 @@ def test_pad_pads_already_encoded_inputs(tokenizer):
     assert padded["input_ids"] == tokenizer(["Hi", "The quick brown fox"], padding=True)["input_ids"]
 
 
-# ---- truncation ----------------------------------------------------------------------------------------
+# ---- truncation
 
 
 def test_truncation_keeps_max_length_tokens_with_the_special_tokens(tokenizer):
@@ -237,7 +237,7 @@ def test_truncation_side_left_keeps_the_end(trained_sentencepiece_model):
         assert tok(SENTENCES[0], truncation=True, max_length=5)["input_ids"] == [0, *content[-3:], 2]
 
 
-# ---- tensors and results ---------------------------------------------------------------------------------
+# ---- tensors and results
 
 
 def test_numpy_tensors_have_a_batch_dimension(tokenizer):
@@ -275,11 +275,10 @@ def test_encoding_without_tensors_imports_no_framework(trained_sentencepiece_mod
 def test_batch_encoding_has_attribute_access(tokenizer):
     encoding = tokenizer("Hello")
     assert encoding.input_ids is encoding["input_ids"]
-    with pytest.raises(AttributeError):
-        encoding.not_a_field
+    assert not hasattr(encoding, "not_a_field")
 
 
-# ---- fast-only features ------------------------------------------------------------------------------------
+# ---- fast-only features
 
 
 def test_offsets_point_at_the_text_of_each_token(trained_tokenizers):
@@ -315,7 +314,7 @@ def test_word_ids_follow_truncation_and_padding(trained_tokenizers):
     assert encoding.word_ids(0)[0] is None and encoding.word_ids(0)[-1] is None
 
 
-# ---- decoding ----------------------------------------------------------------------------------------------
+# ---- decoding
 
 
 @pytest.mark.parametrize("text", SENTENCES[:8])
@@ -335,7 +334,7 @@ def test_decode_of_an_id_out_of_range_is_an_error(tokenizer, bad):
         tokenizer.decode([5, bad])
 
 
-# ---- bad input -----------------------------------------------------------------------------------------------
+# ---- bad input
 
 
 @pytest.mark.parametrize("bad", [None, 42, b"bytes", ["ok", 3]])
@@ -371,7 +370,7 @@ def test_directory_without_model_files_is_an_error(tmp_path):
             cls.from_pretrained(tmp_path)
 
 
-# ---- files and processes -------------------------------------------------------------------------------------
+# ---- files and processes
 
 
 @pytest.mark.parametrize("saver", ["slow", "fast"])
