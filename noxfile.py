@@ -15,7 +15,7 @@ PYTEST = ("pytest", "-q", "-p", "no:cacheprovider")
 
 def install(session, extras):
     """Install the project with `extras`, torch's CPU build first when torch is needed."""
-    if "torch" in extras or "parity" in extras:
+    if {"torch", "all", "parity"} & set(extras):
         session.install(*CONSTRAINTS, "torch==2.13.0")
     session.install(*CONSTRAINTS, "-e", f".[{','.join(extras)}]")
 
@@ -23,7 +23,7 @@ def install(session, extras):
 @nox.session(name="tests")
 def tests(session):
     """The whole suite: core, every framework present, cross-framework and parity."""
-    install(session, ["torch", "test", "parity"])
+    install(session, ["all", "test", "parity"])
     session.run(*PYTEST, "tests", *session.posargs)
 
 
@@ -61,17 +61,20 @@ def cross(session):
 
 @nox.session(name="parity")
 def parity(session):
-    """Ours against the reference implementation (transformers 4.57.6)."""
-    install(session, ["torch", "test", "parity"])
+    """Ours against the reference implementation (transformers 4.57.6, all three frameworks)."""
+    install(session, ["all", "test", "parity"])
     session.run(*PYTEST, "tests/parity", *session.posargs)
 
 
 @nox.session(name="bench")
 def bench(session):
     """Side-by-side benchmarks against the reference; prints tokens/s and ratios."""
-    install(session, ["torch", "parity"])
+    install(session, ["all", "parity"])
     session.run("python", "benchmarks/bench_torch.py", *session.posargs)
+    session.run("python", "benchmarks/bench_tf.py")
+    session.run("python", "benchmarks/bench_flax.py")
     session.run("python", "benchmarks/bench_tokenizers.py")
+    session.run("python", "benchmarks/bench_convert.py")
 
 
 @nox.session(name="lint")

@@ -18,7 +18,8 @@ def _to_numpy(value):
 
 def _to_torch(value):
     if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
+        # Adapters hand back float64 outputs (e.g. a cache); models run in float32.
+        return torch.from_numpy(value.astype(np.float32) if value.dtype == np.float64 else value)
     if isinstance(value, (tuple, list)):
         return tuple(_to_torch(v) for v in value)
     return value
@@ -37,9 +38,7 @@ class Adapter:
     def forward(self, model, inputs, **options):
         model.eval()
         with torch.no_grad():
-            out = model(
-                **{k: _to_torch(v) for k, v in inputs.items()}, **_to_torch(options), return_dict=True
-            )
+            out = model(**{k: _to_torch(v) for k, v in {**inputs, **options}.items()}, return_dict=True)
         return {k: _to_numpy(v) for k, v in out.items()}
 
     def loss_and_grads(self, model, inputs):
