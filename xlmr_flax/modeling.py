@@ -1268,7 +1268,12 @@ class FlaxXLMRobertaPreTrainedModel:
         into heads and head checkpoints into the base model (the `roberta.` prefix is matched).
         Parameters the checkpoint lacks are freshly initialised.
         """
-        from xlmr_core.weight_mapping import match_checkpoint, to_canonical_state, to_framework_state
+        from xlmr_core.weight_mapping import (
+            fold_aliases,
+            match_checkpoint,
+            to_canonical_state,
+            to_framework_state,
+        )
 
         shapes = traverse_util.flatten_dict(self.parameter_shapes(), sep="/")
         # Zero-byte stand-ins give each parameter's canonical name and shape through the one table.
@@ -1276,7 +1281,7 @@ class FlaxXLMRobertaPreTrainedModel:
         expected = {name: array.shape for name, array in to_canonical_state(stand_ins, "flax").items()}
         report = match_checkpoint(
             expected,
-            _resolve_aliases(dict(checkpoint), self.config),
+            fold_aliases(checkpoint, tie_word_embeddings=self.config.tie_word_embeddings),
             base_model_prefix=self.base_model_prefix,
         )
         loaded = to_framework_state(report.state, "flax")
@@ -1330,22 +1335,6 @@ class FlaxXLMRobertaPreTrainedModel:
                 info["unexpected_keys"],
             )
         return (model, info) if output_loading_info else model
-
-
-def _resolve_aliases(checkpoint: dict[str, Any], config: XLMRobertaConfig) -> dict[str, Any]:
-    """Fold second names of one tensor (`lm_head.decoder.bias`, a saved tied decoder) into one name."""
-    for prefix in ("", "roberta."):
-        decoder_bias = checkpoint.get(prefix + "lm_head.decoder.bias")
-        if decoder_bias is not None and prefix + "lm_head.bias" not in checkpoint:
-            checkpoint[prefix + "lm_head.bias"] = checkpoint.pop(prefix + "lm_head.decoder.bias")
-        elif decoder_bias is not None and np.array_equal(decoder_bias, checkpoint[prefix + "lm_head.bias"]):
-            del checkpoint[prefix + "lm_head.decoder.bias"]
-    decoder = checkpoint.get("lm_head.decoder.weight")
-    embeddings = checkpoint.get("roberta.embeddings.word_embeddings.weight")
-    if config.tie_word_embeddings and decoder is not None and embeddings is not None:
-        if np.array_equal(decoder, embeddings):
-            del checkpoint["lm_head.decoder.weight"]  # a saved copy of the tied matrix
-    return checkpoint
 
 
 def read_checkpoint(directory: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -1023,9 +1023,13 @@ class TFXLMRobertaPreTrainedModel(keras.Model):
         Raises `ValueError` naming the key when a shape disagrees. Base-model checkpoints load
         into heads and head checkpoints into the base model (the `roberta.` prefix is matched).
         """
-        from xlmr_core.weight_mapping import match_checkpoint
+        from xlmr_core.weight_mapping import fold_aliases, match_checkpoint
 
-        checkpoint = self._resolve_aliases(dict(checkpoint))
+        checkpoint = fold_aliases(
+            checkpoint,
+            tie_word_embeddings=self.config.tie_word_embeddings,
+            base_model_prefix=self.base_model_prefix,
+        )
         paths = self._variables_by_path()
         # Shapes in canonical layout: map uninitialised stand-ins through the same rules.
         stand_ins = {path: np.empty(tuple(v.shape), np.int8) for path, v in paths.items()}
@@ -1035,27 +1039,6 @@ class TFXLMRobertaPreTrainedModel(keras.Model):
             variable = paths[path]
             variable.assign(np.asarray(array).astype(variable.dtype))
         return {"missing_keys": list(report.missing), "unexpected_keys": list(report.unexpected)}
-
-    def _resolve_aliases(self, checkpoint: dict) -> dict:
-        """Fold second names of one tensor into the canonical name, keeping anything that disagrees."""
-        for prefix in ("", f"{self.base_model_prefix}."):
-            decoder_bias = checkpoint.get(prefix + "lm_head.decoder.bias")
-            if decoder_bias is not None and prefix + "lm_head.bias" not in checkpoint:
-                checkpoint[prefix + "lm_head.bias"] = checkpoint.pop(prefix + "lm_head.decoder.bias")
-            elif decoder_bias is not None and np.array_equal(
-                decoder_bias, checkpoint[prefix + "lm_head.bias"]
-            ):
-                del checkpoint[prefix + "lm_head.decoder.bias"]
-        decoder = checkpoint.get("lm_head.decoder.weight")
-        embeddings = checkpoint.get(f"{self.base_model_prefix}.embeddings.word_embeddings.weight")
-        if (
-            self.config.tie_word_embeddings
-            and decoder is not None
-            and embeddings is not None
-            and np.array_equal(decoder, embeddings)
-        ):
-            del checkpoint["lm_head.decoder.weight"]  # a saved copy of the tied matrix
-        return checkpoint
 
     @classmethod
     def from_pretrained(

@@ -29,7 +29,6 @@ import logging
 import math
 import os
 import warnings
-from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -572,9 +571,13 @@ class XLMRobertaPreTrainedModel(nn.Module):
         Raises `ValueError` naming the key when a shape disagrees. Base-model checkpoints load into
         heads and head checkpoints into the base model (the `roberta.` prefix is matched).
         """
-        from xlmr_core.weight_mapping import match_checkpoint
+        from xlmr_core.weight_mapping import fold_aliases, match_checkpoint
 
-        checkpoint = self._resolve_aliases(dict(checkpoint))
+        checkpoint = fold_aliases(
+            checkpoint,
+            tie_word_embeddings=self.config.tie_word_embeddings,
+            base_model_prefix=self.base_model_prefix,
+        )
         params = self.state_dict(keep_vars=True)
         aliases = self._aliases()
         expected = {name: tuple(t.shape) for name, t in params.items() if name not in aliases}
@@ -583,24 +586,6 @@ class XLMRobertaPreTrainedModel(nn.Module):
             for name, array in report.state.items():
                 params[name].copy_(_from_numpy(array))
         return {"missing_keys": list(report.missing), "unexpected_keys": list(report.unexpected)}
-
-    def _resolve_aliases(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
-        """Fold second names of one tensor into the canonical name, keeping anything that disagrees."""
-        decoder_bias = checkpoint.get("lm_head.decoder.bias")
-        if decoder_bias is not None and "lm_head.bias" not in checkpoint:
-            checkpoint["lm_head.bias"] = checkpoint.pop("lm_head.decoder.bias")
-        elif decoder_bias is not None and np.array_equal(decoder_bias, checkpoint["lm_head.bias"]):
-            del checkpoint["lm_head.decoder.bias"]
-        decoder = checkpoint.get("lm_head.decoder.weight")
-        embeddings = checkpoint.get(f"{self.base_model_prefix}.embeddings.word_embeddings.weight")
-        if (
-            self.config.tie_word_embeddings
-            and decoder is not None
-            and embeddings is not None
-            and np.array_equal(decoder, embeddings)
-        ):
-            del checkpoint["lm_head.decoder.weight"]  # a saved copy of the tied matrix
-        return checkpoint
 
     @classmethod
     def from_pretrained(

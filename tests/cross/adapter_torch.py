@@ -47,7 +47,7 @@ class Adapter:
         loss = model(**{k: _to_torch(v) for k, v in inputs.items()}, return_dict=True).loss
         loss.backward()
         grads = {name: _to_numpy(p.grad) for name, p in model.named_parameters() if p.grad is not None}
-        return float(loss), grads
+        return float(loss.detach()), grads
 
     def sgd_step(self, model, inputs, learning_rate):
         model.eval()
