@@ -10,34 +10,15 @@ pytest.importorskip("flax")
 import numpy as np  # noqa: E402
 
 import xlmr_flax  # noqa: E402
+from tests.cross import harness  # noqa: E402
 from xlmr_core import XLMRobertaConfig  # noqa: E402
 
-HEADS = (
-    "Model",
-    "ForCausalLM",
-    "ForMaskedLM",
-    "ForSequenceClassification",
-    "ForMultipleChoice",
-    "ForTokenClassification",
-    "ForQuestionAnswering",
-)
+HEADS = harness.HEADS
 
 
 def tiny_config(**overrides) -> XLMRobertaConfig:
-    """Every dimension different, so a transposed or swapped weight cannot pass."""
-    values = dict(
-        vocab_size=99,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=40,
-        type_vocab_size=2,
-        layer_norm_eps=1e-5,
-        num_labels=3,
-    )
-    values.update(overrides)
-    return XLMRobertaConfig(**values)
+    """The shared tiny config: every dimension different, so a transposed or swapped weight cannot pass."""
+    return harness.tiny_config(**overrides)
 
 
 def model_class(head: str):

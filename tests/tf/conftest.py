@@ -13,21 +13,14 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 import xlmr_tf  # noqa: E402
+from tests.cross import harness  # noqa: E402
 from xlmr_core import XLMRobertaConfig  # noqa: E402
 
 tf.get_logger().setLevel(logging.ERROR)
 
 
-HEADS = (
-    "TFXLMRobertaModel",
-    "TFXLMRobertaForCausalLM",
-    "TFXLMRobertaForMaskedLM",
-    "TFXLMRobertaForSequenceClassification",
-    "TFXLMRobertaForMultipleChoice",
-    "TFXLMRobertaForTokenClassification",
-    "TFXLMRobertaForQuestionAnswering",
-)
-POSITION_KINDS = ("absolute", "relative_key", "relative_key_query")
+HEADS = tuple(f"TFXLMRoberta{head}" for head in harness.HEADS)
+POSITION_KINDS = harness.POSITION_KINDS
 VOCAB = 99
 PAD = 1
 HIDDEN = 32
@@ -36,22 +29,12 @@ HIDDEN = 32
 def tiny_config(**overrides) -> XLMRobertaConfig:
     """A 2-layer, 32-wide model with a 40-row position table; no dropout unless asked."""
     values = dict(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=40,
-        type_vocab_size=2,
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
-        pad_token_id=PAD,
-        layer_norm_eps=1e-5,
         initializer_range=0.2,  # larger than the default so differences are visible
-        num_labels=3,
     )
     values.update(overrides)
-    return XLMRobertaConfig(**values)
+    return harness.tiny_config(**values)
 
 
 def config_for(head: str, **overrides) -> XLMRobertaConfig:

@@ -7,18 +7,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import xlmr_torch  # noqa: E402
+from tests.cross import harness  # noqa: E402
 from xlmr_core import XLMRobertaConfig  # noqa: E402
 
-HEADS = (
-    "XLMRobertaModel",
-    "XLMRobertaForCausalLM",
-    "XLMRobertaForMaskedLM",
-    "XLMRobertaForSequenceClassification",
-    "XLMRobertaForMultipleChoice",
-    "XLMRobertaForTokenClassification",
-    "XLMRobertaForQuestionAnswering",
-)
-POSITION_KINDS = ("absolute", "relative_key", "relative_key_query")
+HEADS = tuple(f"XLMRoberta{head}" for head in harness.HEADS)
+POSITION_KINDS = harness.POSITION_KINDS
 
 VOCAB = 99
 PAD = 1
@@ -30,21 +23,13 @@ LAYERS = 2
 def tiny_config(**overrides) -> XLMRobertaConfig:
     """A 2-layer, 32-wide model with a 40-row position table; no dropout unless asked."""
     values = dict(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS_PER_LAYER,
-        intermediate_size=37,
-        max_position_embeddings=40,
-        type_vocab_size=2,
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
-        pad_token_id=PAD,
-        layer_norm_eps=1e-5,
         initializer_range=0.2,  # larger than the default so differences are visible
+        num_labels=2,
     )
     values.update(overrides)
-    return XLMRobertaConfig(**values)
+    return harness.tiny_config(**values)
 
 
 def decoder_config(**overrides) -> XLMRobertaConfig:
