@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from xlmr_core import XLMRobertaConfig
+from xlmr_core._atomic import default_mode
 from xlmr_core.checkpoint import TF_WEIGHTS_NAME
 
 from . import formats
@@ -46,9 +47,7 @@ def staged_destination(destination: str | os.PathLike, *, overwrite: bool = Fals
     destination.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent))
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        stage.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
+        stage.chmod(default_mode("directory"))  # mkdtemp makes it private; the result is an ordinary folder
         yield stage
         if destination.exists():
             retired = stage.with_suffix(".old")

@@ -9,6 +9,17 @@ import tempfile
 from pathlib import Path
 
 
+def default_mode(kind: str) -> int:
+    """The permissions an ordinary `open()` / `mkdir()` would give, for "file" or "directory".
+
+    Temporary files and folders are created private (0600 / 0700); what we rename into
+    place should instead look like anything else the user writes.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o666 if kind == "file" else 0o777) & ~umask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` through a temporary file renamed into place."""
     atomic_write_bytes(path, text.encode("utf-8"))
@@ -33,6 +44,8 @@ def atomic_output(path: str | os.PathLike):
     tmp = Path(name)
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, default_mode("file"))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -57,6 +70,7 @@ def staged_directory(directory: str | os.PathLike):
     try:
         yield staging
         if not directory.exists():
+            os.chmod(staging, default_mode("directory"))
             os.replace(staging, directory)
             return
         for item in sorted(staging.iterdir()):

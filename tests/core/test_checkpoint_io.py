@@ -259,3 +259,19 @@ def test_framework_specific_files_point_to_their_framework(tmp_path, name):
     (tmp_path / name).write_bytes(b"x")
     with pytest.raises(ckpt.CheckpointError, match="convert it with"):
         ckpt.load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new directory", "over an old checkpoint"])
+def test_saved_files_get_ordinary_permissions_not_private_temporary_ones(tmp_path, state, existing):
+    directory = tmp_path / "ckpt"
+    if existing:
+        ckpt.save_checkpoint(directory, state, XLMRobertaConfig())
+    old_umask = os.umask(0o022)
+    try:
+        ckpt.save_checkpoint(directory, state, XLMRobertaConfig())
+    finally:
+        os.umask(old_umask)
+    assert directory.stat().st_mode & 0o777 == 0o755
+    assert {p.name: p.stat().st_mode & 0o777 for p in directory.iterdir()} == {
+        p.name: 0o644 for p in directory.iterdir()
+    }
