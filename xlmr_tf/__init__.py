@@ -4,7 +4,32 @@ Every model reads and writes the shared checkpoint format (see `xlmr_core`) and 
 with `model.compile(optimizer=...)` + `model.fit(...)` using its own loss.
 """
 
-from .modeling import (
+import os
+import sys
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up burst hidden when TF_CPP_MIN_LOG_LEVEL asks for quiet.
+
+    TensorFlow's runtime writes to stderr before it reads its log level, so the variable
+    alone does not silence it. Python errors from the import still propagate as usual.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("", "0"):
+        return
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+_import_tensorflow_quietly()
+
+from .modeling import (  # noqa: E402
     TFXLMRobertaForCausalLM,
     TFXLMRobertaForMaskedLM,
     TFXLMRobertaForMultipleChoice,
