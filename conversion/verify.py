@@ -8,6 +8,7 @@ float32 on CPU, 1e-4 on a GPU (TF32 off).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import itertools
 import os
@@ -24,6 +25,8 @@ from .progress import say
 
 # TensorFlow's C++ start-up logging would bury the table.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# JAX would otherwise take 75% of the GPU at start-up, beside torch's cached memory.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 CPU_TOLERANCE = 1e-5
 GPU_TOLERANCE = 1e-4
@@ -117,20 +120,50 @@ def _unavailable(framework: str, device: str) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def torch_full_float32():
+    """TF32 off for cuBLAS matmuls and cuDNN inside the block; the previous settings after.
+
+    Only the legacy switches are used: torch >= 2.9 refuses to read them back once they are
+    mixed with the per-backend `fp32_precision` ones."""
+    import torch
+
+    matmul_precision = torch.get_float32_matmul_precision()  # "high" and "medium" allow TF32
+    cudnn_tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(matmul_precision)
+        torch.backends.cudnn.allow_tf32 = cudnn_tf32
+
+
+@contextlib.contextmanager
+def tf_full_float32():
+    """TensorFlow's TF32 execution off inside the block; the previous setting after."""
+    import tensorflow as tf
+
+    enabled = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    try:
+        yield
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(enabled)
+
+
 def run_torch(directory: Path, head: str, inputs, fields, device: str, float64: bool = False) -> dict:
     import torch
 
     import xlmr_torch
 
     target = "cuda" if device == "gpu" else "cpu"
-    if target == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    model = getattr(xlmr_torch, f"XLMRoberta{head}").from_pretrained(directory)
-    model = model.double() if float64 else model
-    model.to(target)
-    with torch.no_grad():
-        out = model(**{k: torch.from_numpy(v).to(target) for k, v in inputs.items()})
+    with torch_full_float32():
+        model = getattr(xlmr_torch, f"XLMRoberta{head}").from_pretrained(directory)
+        model = model.double() if float64 else model
+        model.to(target)
+        with torch.no_grad():
+            out = model(**{k: torch.from_numpy(v).to(target) for k, v in inputs.items()})
     return {f: out[f].detach().cpu().double().numpy() for f in fields}
 
 
@@ -139,9 +172,7 @@ def run_tf(directory: Path, head: str, inputs, fields, device: str) -> dict:
 
     import xlmr_tf
 
-    if device == "gpu":
-        tf.config.experimental.enable_tensor_float_32_execution(False)
-    with tf.device("/GPU:0" if device == "gpu" else "/CPU:0"):
+    with tf_full_float32(), tf.device("/GPU:0" if device == "gpu" else "/CPU:0"):
         model = getattr(xlmr_tf, f"TFXLMRoberta{head}").from_pretrained(directory)
         out = model({k: tf.constant(v) for k, v in inputs.items()}, training=False)
     return {f: np.asarray(out[f], dtype=np.float64) for f in fields}
@@ -163,8 +194,11 @@ RUNNERS = {"torch": run_torch, "tf": run_tf, "flax": run_flax}
 
 
 # ------------------------------------------------------------------ the command
-def compare(directory: Path, frameworks, device: str, tolerance: float, quiet: bool):
-    """Rows `(head, output, comparison, max |diff| or None, passed, note)` and the input description."""
+def compare(directory: Path, placements: dict[str, str], tolerance: float, quiet: bool):
+    """Rows `(head, output, comparison, max |diff| or None, passed, note)` and the input description.
+
+    `placements` maps each framework to run onto its device ("cpu" or "gpu")."""
+    frameworks = list(placements)
     config = read_config(directory)
     with open_checkpoint(directory) as checkpoint:
         names = set(checkpoint.tensors)
@@ -176,9 +210,10 @@ def compare(directory: Path, frameworks, device: str, tolerance: float, quiet: b
         head_inputs = inputs_for(head, inputs)
         results: dict[str, dict | str] = {}
         for framework in frameworks:
-            say(f"running {head} in {framework} ({device})", quiet=quiet)
+            placement = placements[framework]
+            say(f"running {head} in {framework} ({placement})", quiet=quiet)
             try:
-                results[framework] = RUNNERS[framework](directory, head, head_inputs, fields, device)
+                results[framework] = RUNNERS[framework](directory, head, head_inputs, fields, placement)
             except Exception as error:  # a framework that fails is reported, not fatal
                 results[framework] = f"{type(error).__name__}: {error}"
         if "torch" in frameworks:
@@ -217,15 +252,19 @@ def verify(
     fmt, _ = detect_format(directory)
     requested = list(dict.fromkeys(frameworks or FRAMEWORKS))
     tolerance = tolerance if tolerance is not None else (GPU_TOLERANCE if device == "gpu" else CPU_TOLERANCE)
-    usable, skipped = [], {}
+    placements, skipped, on_cpu = {}, {}, {}
     for framework in requested:
         reason = _unavailable(framework, device)
         if reason is None:
-            usable.append(framework)
+            placements[framework] = device
+        elif device == "gpu" and framework == "tf" and _unavailable("tf", "cpu") is None:
+            # TensorFlow often has no GPU build where torch and JAX do; its CPU run is still a
+            # third independent implementation to hold the GPU results against.
+            placements[framework], on_cpu[framework] = "cpu", reason
         else:
             skipped[framework] = reason
-    if not usable:
-        detail = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+    if not any(placement == device for placement in placements.values()):
+        detail = "; ".join(f"{k}: {v}" for k, v in {**on_cpu, **skipped}.items())
         if device == "gpu":
             raise MissingDependencyError(f"--device gpu: no framework here can use a GPU ({detail})")
         raise MissingDependencyError(f"no framework to verify with ({detail}); pip install 'xlmr[torch]'")
@@ -241,11 +280,13 @@ def verify(
             directory_to_run = target
         else:
             directory_to_run = directory
-        rows, described = compare(directory_to_run, usable, device, tolerance, quiet)
+        rows, described = compare(directory_to_run, placements, tolerance, quiet)
 
     print(f"checkpoint  {directory}")
     print(f"inputs      {described}")
     print(f"device      {device}; tolerance {tolerance:g} (max |diff|)")
+    for framework, reason in on_cpu.items():
+        print(f"on cpu      {framework}: {reason}")
     for framework, reason in skipped.items():
         print(f"skipped     {framework}: {reason}")
     width = max([len(r[0]) for r in rows] + [4])

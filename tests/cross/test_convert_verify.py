@@ -119,6 +119,34 @@ def test_gpu_without_a_gpu_is_a_clear_error(tmp_path, capsys):
     assert "no framework here can use a GPU" in capsys.readouterr().err
 
 
+def test_on_gpu_tensorflow_without_a_gpu_runs_on_cpu_against_the_others(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("xlmr_tf")
+    # Pretend torch has a GPU and TensorFlow has none; torch's "GPU" run really runs on CPU.
+    monkeypatch.setattr(
+        verify,
+        "_unavailable",
+        lambda fw, device: "TensorFlow sees no GPU" if (fw, device) == ("tf", "gpu") else None,
+    )
+    placements = {}
+
+    def spy(framework, runner):
+        def run(directory, head, inputs, fields, device, **kwargs):
+            placements.setdefault(framework, device)
+            return runner(directory, head, inputs, fields, "cpu", **kwargs)
+
+        return run
+
+    monkeypatch.setitem(verify.RUNNERS, "torch", spy("torch", verify.run_torch))
+    monkeypatch.setitem(verify.RUNNERS, "tf", spy("tf", verify.run_tf))
+    write_checkpoint(tmp_path / "ckpt")
+    assert (
+        main(["verify", str(tmp_path / "ckpt"), "--device", "gpu", "--frameworks", "torch", "tf", "-q"]) == 0
+    )
+    assert placements == {"torch": "gpu", "tf": "cpu"}
+    out = capsys.readouterr().out
+    assert "on cpu      tf: TensorFlow sees no GPU" in out and "torch vs tf" in out
+
+
 @pytest.mark.gpu
 def test_verify_on_gpu_passes_at_the_gpu_tolerance(tmp_path, capsys):
     import torch

@@ -46,18 +46,14 @@ On a GPU machine: `pytest -m gpu tests/cross` runs these (and verify's GPU test)
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import os
 from dataclasses import dataclass
 
-# Two frameworks share one GPU here: JAX must not claim 75% of its memory up front.
-os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+import numpy as np
+import pytest
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from tests.cross.harness import (  # noqa: E402
+from conversion.verify import torch_full_float32
+from tests.cross.harness import (
     HEADS,
     OUTPUT_TOLERANCE,
     POSITION_KINDS,
@@ -114,25 +110,6 @@ CPU_CASES = [
 
 
 # ---------------------------------------------------------------- precision
-@contextlib.contextmanager
-def torch_full_float32():
-    """TF32 off for cuBLAS matmuls and cuDNN inside the block; the previous settings after.
-
-    Only the legacy switches are used: torch >= 2.9 refuses to read them back once they are
-    mixed with the per-backend `fp32_precision` ones."""
-    import torch
-
-    matmul_precision = torch.get_float32_matmul_precision()  # "high" and "medium" allow TF32
-    cudnn_tf32 = torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(matmul_precision)
-        torch.backends.cudnn.allow_tf32 = cudnn_tf32
-
-
 def bfloat16_bound(config, reference: np.ndarray) -> float:
     """The module docstring's bound for one output, from its float32 value."""
     scale = float(np.max(np.abs(reference))) if reference.size else 0.0
