@@ -48,9 +48,10 @@ save_checkpoint(sys.argv[2], state, XLMRobertaConfig.from_pretrained(sys.argv[1]
 """
 
 
-def build_checkpoint(directory: Path, preset: str) -> int:
-    """A random float32 checkpoint of the preset's shape, written tensor by tensor."""
-    config = XLMRobertaConfig.from_pretrained(preset, architectures=["XLMRobertaForMaskedLM"])
+def build_checkpoint(directory: Path, preset: str, head: str = "ForMaskedLM", **config_overrides) -> int:
+    """A random float32 checkpoint of the preset's shape (with `config_overrides`) for `head`,
+    written tensor by tensor; returns its size in bytes."""
+    config = XLMRobertaConfig.from_pretrained(preset, architectures=[f"XLMRoberta{head}"], **config_overrides)
     rng = np.random.default_rng(0)
     tensors = {
         name: formats.LazyTensor(
@@ -58,7 +59,7 @@ def build_checkpoint(directory: Path, preset: str) -> int:
             np.dtype(np.float32),
             lambda shape=shape: rng.standard_normal(shape, dtype=np.float32) * 0.02,
         )
-        for name, shape in expected_shapes(config, "ForMaskedLM").items()
+        for name, shape in expected_shapes(config, head).items()
     }
     directory.mkdir(parents=True)
     formats.write_safetensors_checkpoint(directory, tensors)

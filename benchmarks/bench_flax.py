@@ -47,17 +47,26 @@ def bench_forward(config, ids, mask, repeats):
         with torch.inference_mode():
             torch_model(ids_t, attention_mask=mask_t).last_hidden_state.sum().item()
 
-    flax_model = xlmr_flax.FlaxXLMRobertaModel(config, seed=0)
+    flax_forward, compile_seconds = compile_forward(xlmr_flax.FlaxXLMRobertaModel(config, seed=0), ids, mask)
+    return "forward", timed(torch_forward, repeats), timed(flax_forward, repeats), compile_seconds
+
+
+def compile_forward(flax_model, ids, mask):
+    """(`run()`, compile seconds): `flax_model`'s jitted forward on these inputs, compiled ahead.
+
+    Works for any Flax model called as `model(input_ids, attention_mask, params=...)`, ours
+    and the reference's alike; `run()` blocks until the last hidden state is computed.
+    """
     forward = jax.jit(lambda params, i, m: flax_model(i, m, params=params).last_hidden_state)
     ids_j, mask_j = jnp.asarray(ids), jnp.asarray(mask)
     start = time.perf_counter()
     compiled_forward = forward.lower(flax_model.params, ids_j, mask_j).compile()
     compile_seconds = time.perf_counter() - start
 
-    def flax_forward():
+    def run():
         compiled_forward(flax_model.params, ids_j, mask_j).block_until_ready()
 
-    return "forward", timed(torch_forward, repeats), timed(flax_forward, repeats), compile_seconds
+    return run, compile_seconds
 
 
 def bench_train_step(config, ids, mask, labels, repeats):

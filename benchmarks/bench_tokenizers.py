@@ -32,6 +32,47 @@ def best_time(encode, sentences, batch: int, repeats: int) -> float:
     return best
 
 
+def vocabulary_path() -> Path:
+    """The real XLM-R SentencePiece model: ../shared/data, or the folder $XLMR_SHARED_DATA names."""
+    data = Path(os.environ.get("XLMR_SHARED_DATA", REPO.parent / "shared" / "data"))
+    return data / "xlmr-sentencepiece.bpe.model"
+
+
+def build_tokenizers(model: Path) -> dict:
+    """Ours and the reference's slow and fast tokenizers over the SentencePiece `model`.
+
+    Raises FileNotFoundError when `model` is missing and ImportError when the reference is.
+    """
+    if not model.is_file():
+        raise FileNotFoundError(
+            f"the real XLM-R vocabulary {model} is missing; set XLMR_SHARED_DATA to the folder holding it"
+        )
+    try:
+        import transformers
+    except ImportError as error:
+        raise ImportError(
+            "the reference library is missing: pip install 'transformers==4.57.6' (the parity extra)"
+        ) from error
+
+    from xlmr_core import XLMRobertaTokenizer, XLMRobertaTokenizerFast
+
+    return {
+        "ours slow": XLMRobertaTokenizer(model),
+        "reference slow": transformers.XLMRobertaTokenizer(str(model)),
+        "ours fast": XLMRobertaTokenizerFast(vocab_file=model),
+        "reference fast": transformers.XLMRobertaTokenizerFast(vocab_file=str(model)),
+    }
+
+
+def sentence_rates(tokenizers: dict, sentences, batch: int, repeats: int) -> dict[str, float]:
+    """Sentences per second of each tokenizer (best of `repeats`), batch-encoding with padding."""
+    rates = {}
+    for name, tokenizer in tokenizers.items():
+        seconds = best_time(lambda texts, tok=tokenizer: tok(texts, padding=True), sentences, batch, repeats)
+        rates[name] = len(sentences) / seconds
+    return rates
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000)
@@ -39,33 +80,15 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    data = Path(os.environ.get("XLMR_SHARED_DATA", REPO.parent / "shared" / "data"))
-    model = data / "xlmr-sentencepiece.bpe.model"
-    if not model.is_file():
-        sys.exit(
-            f"the real XLM-R vocabulary {model} is missing; set XLMR_SHARED_DATA to the folder holding it"
-        )
     try:
-        import transformers
-    except ImportError:
-        sys.exit("the reference library is missing: pip install 'transformers==4.57.6' (the parity extra)")
-
-    from xlmr_core import XLMRobertaTokenizer, XLMRobertaTokenizerFast
-
-    tokenizers = {
-        "ours slow": XLMRobertaTokenizer(model),
-        "reference slow": transformers.XLMRobertaTokenizer(str(model)),
-        "ours fast": XLMRobertaTokenizerFast(vocab_file=model),
-        "reference fast": transformers.XLMRobertaTokenizerFast(vocab_file=str(model)),
-    }
+        tokenizers = build_tokenizers(vocabulary_path())
+    except (FileNotFoundError, ImportError) as error:
+        sys.exit(str(error))
     sentences = benchmark_sentences(args.count)
     print(f"{len(sentences)} sentences, batches of {args.batch}, best of {args.repeats}, padding=True")
     rates = {}
     for name, tokenizer in tokenizers.items():
-        seconds = best_time(
-            lambda batch, tok=tokenizer: tok(batch, padding=True), sentences, args.batch, args.repeats
-        )
-        rates[name] = len(sentences) / seconds
+        rates.update(sentence_rates({name: tokenizer}, sentences, args.batch, args.repeats))
         print(f"  {name:15s} {rates[name]:12,.0f} sentences/s")
     for kind, target in (("slow", 1.0), ("fast", 0.95)):
         ratio = rates[f"ours {kind}"] / rates[f"reference {kind}"]
