@@ -42,10 +42,13 @@ VERIFY_HELP = """\
 Load DIR in every installed framework (torch, tf, flax), run the same tokenised
 multilingual batch through each head the checkpoint has, and print max |diff| for every
 framework pair and against a float64 PyTorch run. PASS/FAIL at the documented tolerance
-(1e-5 in float32 on CPU, 1e-4 with --device gpu); exit status 1 on FAIL. Without
+(1e-5 in float32 on CPU, 1e-4 with --device gpu, times max(1, max |output|)); exit status
+1 on FAIL. Without
 tokenizer files in DIR, deterministic random token ids are used (and the output says so).
+Without DIR, the checkpoint bundled with xlmr (a tiny pretrained XLM-RoBERTa) is verified.
 
 examples:
+  xlmr-convert verify
   xlmr-convert verify ./xlm-roberta-base
   xlmr-convert verify ./xlm-roberta-base --device gpu --frameworks torch flax"""
 
@@ -125,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     writing_options(fairseq)
 
     verify = command("verify", VERIFY_HELP, "compare every installed framework on a checkpoint")
-    verify.add_argument("directory", metavar="DIR", help="checkpoint directory")
+    verify.add_argument(
+        "directory", metavar="DIR", nargs="?", help="checkpoint directory (default: the bundled xlmr-tiny)"
+    )
     verify.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where to run (default: cpu)")
     verify.add_argument(
         "--frameworks",
@@ -170,10 +175,12 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     if args.command == "verify":
+        from xlmr_core.pretrained import bundled_checkpoint
+
         from .verify import verify
 
         return verify(
-            args.directory,
+            args.directory if args.directory is not None else bundled_checkpoint(),
             device=args.device,
             frameworks=args.frameworks,
             tolerance=args.tolerance,
