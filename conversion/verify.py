@@ -3,7 +3,8 @@
 Each framework (torch, tf, flax) is imported only if it is installed and its package has
 landed; the others are listed as skipped with the reason. A float64 PyTorch run is the
 reference every framework is also compared with. Tolerances are DESIGN.md's: 1e-5 in
-float32 on CPU, 1e-4 on a GPU (TF32 off).
+float32 on CPU, 1e-4 on a GPU (TF32 off), on outputs of magnitude up to 1; larger outputs
+(a trained model's logits) get the same bound relative to their largest value.
 """
 
 from __future__ import annotations
@@ -235,7 +236,10 @@ def compare(directory: Path, placements: dict[str, str], tolerance: float, quiet
                     rows.append((head, f, label, None, False, f"shapes differ: {x.shape} vs {y.shape}"))
                     continue
                 diff = float(np.max(np.abs(x - y))) if x.size else 0.0
-                rows.append((head, f, label, diff, bool(diff <= tolerance), ""))
+                # float32 rounding grows with the values rounded: a trained model's logits of
+                # ~20 carry errors ~20x those of a random tiny model's ~1, so the bound scales.
+                scale = max(1.0, float(np.max(np.abs(x))) if x.size else 0.0)
+                rows.append((head, f, label, diff, bool(diff <= tolerance * scale), ""))
     return rows, described
 
 
@@ -284,7 +288,7 @@ def verify(
 
     print(f"checkpoint  {directory}")
     print(f"inputs      {described}")
-    print(f"device      {device}; tolerance {tolerance:g} (max |diff|)")
+    print(f"device      {device}; tolerance {tolerance:g} (max |diff| <= tolerance x max(1, max |output|))")
     for framework, reason in on_cpu.items():
         print(f"on cpu      {framework}: {reason}")
     for framework, reason in skipped.items():

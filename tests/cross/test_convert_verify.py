@@ -57,6 +57,22 @@ def test_verify_runs_the_head_the_checkpoint_has(tmp_path, capsys, head):
     assert {row[1] for row in rows} == fields.get(head, {"logits"})
 
 
+def test_the_bound_scales_with_outputs_larger_than_one(tmp_path, capsys, monkeypatch):
+    # float32 rounding is relative: outputs 1000x larger carry errors 1000x larger.
+    write_checkpoint(tmp_path / "ckpt")
+    honest = verify.run_torch
+
+    def large(directory, head, inputs, fields, device, float64=False):
+        out = honest(directory, head, inputs, fields, device, float64)
+        return {k: 1000 * v + (0 if float64 else 1e-3) for k, v in out.items()}
+
+    monkeypatch.setitem(verify.RUNNERS, "torch", large)
+    monkeypatch.setattr(verify, "run_torch", large)  # the float64 run
+    assert main(["verify", str(tmp_path / "ckpt"), "--frameworks", "torch", "--quiet"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if " vs float64 " in line]
+    assert rows and all(float(row[-2]) > 1e-3 and row[-1] == "PASS" for row in rows)
+
+
 def test_disagreement_fails_with_exit_status_1(tmp_path, capsys, monkeypatch):
     write_checkpoint(tmp_path / "ckpt")
     honest = verify.run_torch
