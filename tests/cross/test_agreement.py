@@ -18,7 +18,6 @@ from tests.cross.harness import (
     HEADS,
     OUTPUT_TOLERANCE,
     POSITION_KINDS,
-    config_for,
     example_inputs,
     load_adapter,
     max_abs_diff,
@@ -27,23 +26,6 @@ from tests.cross.harness import (
 
 PAIRS = list(itertools.combinations(FRAMEWORKS, 2))
 PAIR_IDS = [f"{a}-{b}" for a, b in PAIRS]
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory):
-    """`checkpoint(head, **config_overrides)` -> (directory, config), made once per key."""
-    made = {}
-
-    def make(head, **overrides):
-        key = (head, tuple(sorted(overrides.items())))
-        if key not in made:
-            config = config_for(head, **overrides)
-            directory = tmp_path_factory.mktemp(f"{head}-{'-'.join(map(str, overrides.values())) or 'base'}")
-            load_adapter("torch").random_checkpoint(config, head, directory)
-            made[key] = (directory, config)
-        return made[key]
-
-    return make
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,6 @@ from tests.cross.harness import (
     HEADS,
     OUTPUT_TOLERANCE,
     POSITION_KINDS,
-    config_for,
     example_inputs,
     flatten,
     load_adapter,
@@ -229,23 +228,6 @@ def make_side(name: str, placement: Placement, dtype: str = "float32"):
 
 
 # ---------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """`checkpoint(head, **config_overrides)` -> (directory, config): a random torch checkpoint."""
-    made = {}
-
-    def make(head, **overrides):
-        key = (head, tuple(sorted(overrides.items())))
-        if key not in made:
-            config = config_for(head, **overrides)
-            directory = tmp_path_factory.mktemp(f"gpu-{head}")
-            load_adapter("torch").random_checkpoint(config, head, directory)
-            made[key] = (directory, config)
-        return made[key]
-
-    return make
-
-
 @pytest.fixture(scope="module")
 def outputs(checkpoint):
     """`outputs(side, placement, head, kind, dtype)` -> {option set: outputs}, each run once.
