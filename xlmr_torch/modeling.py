@@ -451,6 +451,17 @@ def _from_numpy(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array)
 
 
+def _can_share(array: np.ndarray, tensor: torch.Tensor, target: torch.Tensor) -> bool:
+    """Whether `target` may use `array`'s memory as is: writable, same dtype and shape, aligned."""
+    return (
+        array.flags.writeable
+        and array.flags.c_contiguous
+        and tensor.dtype == target.dtype
+        and tensor.shape == target.shape
+        and tensor.data_ptr() % tensor.element_size() == 0
+    )
+
+
 # ----------------------------------------------------------------------------- base class
 
 
@@ -514,6 +525,9 @@ class XLMRobertaPreTrainedModel(nn.Module):
         output_embeddings = self.get_output_embeddings()
         if output_embeddings is not None and self.config.tie_word_embeddings:
             output_embeddings.weight = self.get_input_embeddings().weight
+        lm_head = getattr(self, "lm_head", None)
+        if lm_head is not None:
+            lm_head.decoder.bias = lm_head.bias
 
     def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
         """Number of distinct parameters (a tied matrix counts once)."""
@@ -565,11 +579,17 @@ class XLMRobertaPreTrainedModel(nn.Module):
         config = self.config.copy(architectures=[type(self).__name__])
         save_checkpoint(save_directory, self.canonical_state(), config, max_shard_size=max_shard_size)
 
-    def load_canonical_state(self, checkpoint: dict[str, np.ndarray]) -> dict[str, list[str]]:
+    def load_canonical_state(
+        self, checkpoint: dict[str, np.ndarray], initialise_missing: bool = False, share_memory: bool = False
+    ) -> dict[str, list[str]]:
         """Copy matching checkpoint arrays into this model; return missing and unexpected keys.
 
         Raises `ValueError` naming the key when a shape disagrees. Base-model checkpoints load into
         heads and head checkpoints into the base model (the `roberta.` prefix is matched).
+        `initialise_missing=True` first gives the modules of missing weights their fresh
+        initialisation (for a model whose storage was allocated but never initialised).
+        `share_memory=True` lets a parameter take a writable (copy-on-write) array's memory
+        instead of copying it, when dtype and alignment allow.
         """
         from xlmr_core.weight_mapping import fold_aliases, match_checkpoint
 
@@ -582,9 +602,19 @@ class XLMRobertaPreTrainedModel(nn.Module):
         aliases = self._aliases()
         expected = {name: tuple(t.shape) for name, t in params.items() if name not in aliases}
         report = match_checkpoint(expected, checkpoint, base_model_prefix=self.base_model_prefix)
+        if initialise_missing:
+            owners = {name.rpartition(".")[0] for name in report.missing}
+            for owner in sorted(owners):
+                self._init_weights(self.get_submodule(owner))
         with torch.no_grad():
             for name, array in report.state.items():
-                params[name].copy_(_from_numpy(array))
+                tensor, target = _from_numpy(array), params[name]
+                if share_memory and _can_share(array, tensor, target):
+                    # A copy-on-write map: pages are read from the file on first use and
+                    # copied privately only if training writes them; nothing is copied now.
+                    target.data = tensor
+                else:
+                    target.copy_(tensor)
         return {"missing_keys": list(report.missing), "unexpected_keys": list(report.unexpected)}
 
     @classmethod
@@ -617,10 +647,18 @@ class XLMRobertaPreTrainedModel(nn.Module):
             config = XLMRobertaConfig.from_pretrained(directory, **config_overrides)
         elif config_overrides:
             config = config.copy(**config_overrides)
-        model = cls(config)
+        # Randomly initialising every weight takes seconds at base size, and the checkpoint
+        # overwrites nearly all of it: allocate without initialising, then initialise only
+        # what the checkpoint lacks.
+        with torch.device("meta"):
+            model = cls(config)
+        model.to_empty(device="cpu")
+        model.tie_weights()
         if dtype is not None:
             model.to(dtype)
-        info = model.load_canonical_state(load_checkpoint(directory))
+        info = model.load_canonical_state(
+            load_checkpoint(directory), initialise_missing=True, share_memory=True
+        )
         if info["missing_keys"]:
             logger.warning(
                 "%s: weights not in the checkpoint at %s were newly initialised: %s",

@@ -194,3 +194,35 @@ def test_the_reference_spelling_torch_dtype_is_accepted(tmp_path):
     model = xlmr_torch.XLMRobertaModel.from_pretrained(tmp_path, torch_dtype=torch.bfloat16)
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert not hasattr(model.config, "torch_dtype")
+
+
+@pytest.mark.parametrize("head", ["XLMRobertaForSequenceClassification", "XLMRobertaForMaskedLM"])
+def test_weights_missing_from_the_checkpoint_get_the_reference_initialisation(head, tmp_path):
+    # Loading skips random initialisation of what the checkpoint holds; what it lacks must
+    # still be initialised (normal(0, initializer_range) weights, zero biases), not left as
+    # whatever the fresh memory held.
+    _randomise(build("XLMRobertaModel")).save_pretrained(tmp_path)
+    loaded, info = getattr(xlmr_torch, head).from_pretrained(tmp_path, output_loading_info=True)
+    params = dict(loaded.named_parameters(remove_duplicate=False))
+    assert info["missing_keys"]
+    for name in info["missing_keys"]:
+        value = params[name]
+        if name.endswith("bias"):
+            assert torch.count_nonzero(value) == 0, name
+        elif "layer_norm" in name:
+            assert torch.all(value == 1), name
+        else:
+            assert value.std().item() == pytest.approx(loaded.config.initializer_range, rel=0.3), name
+
+
+def test_training_a_loaded_model_never_writes_to_the_checkpoint_file(tmp_path):
+    _randomise(build("XLMRobertaForMaskedLM")).save_pretrained(tmp_path)
+    before = (tmp_path / "model.safetensors").read_bytes()
+    model = xlmr_torch.XLMRobertaForMaskedLM.from_pretrained(tmp_path).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    ids = token_ids()
+    model(ids, labels=ids).loss.backward()
+    optimizer.step()
+    assert (tmp_path / "model.safetensors").read_bytes() == before
+    reloaded = xlmr_torch.XLMRobertaForMaskedLM.from_pretrained(tmp_path)
+    assert not torch.equal(reloaded.lm_head.dense.weight, model.lm_head.dense.weight)
