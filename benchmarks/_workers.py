@@ -36,6 +36,22 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 # ----------------------------------------------------------------------------- shared helpers
 
 
+def memory_bytes(field: str) -> int:
+    """`VmRSS` (now) or `VmHWM` (peak) of this process, from /proc/self/status.
+
+    Not `ru_maxrss`: Linux keeps that across fork and exec, so a worker would report its
+    parent's peak whenever the parent's was larger. VmHWM belongs to the address space and
+    starts afresh at exec."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def pin_threads(threads: int) -> list[int]:
     """Run on `threads` cores, so that every framework (XLA's thread pool included) uses as many."""
     cores = sorted(os.sched_getaffinity(0))[:threads]
@@ -442,7 +458,7 @@ def task_load(settings: dict) -> dict:
         imported, load, forward = _load_tf(implementation, directory, source, settings["threads"])
     else:
         imported, load, forward = _load_flax(implementation, directory)
-    rss_after_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss_after_import = memory_bytes("VmRSS")
 
     start = time.perf_counter()
     try:
@@ -453,7 +469,7 @@ def task_load(settings: dict) -> dict:
         # A limitation of the reference, reported as such rather than as a failed measurement.
         return {"reference_error": f"{type(error).__name__}: {error}"}
     loaded = time.perf_counter()
-    rss_after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss_after_load = memory_bytes("VmRSS")
     ids, mask, _ = benchmark_inputs(settings["config"]["vocab_size"], settings["batch"], settings["length"])
     output = forward(model, ids, mask)
     done = time.perf_counter()
@@ -463,7 +479,7 @@ def task_load(settings: dict) -> dict:
         "forward": done - loaded,
         "rss_after_import": rss_after_import,
         "rss_after_load": rss_after_load,
-        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss": memory_bytes("VmHWM"),
         # A corner of the output, compared across implementations: the same weights must give
         # the same numbers (a loader that silently leaves weights random would not).
         "output_corner": output[:, :8, :8].astype(float).tolist(),

@@ -631,7 +631,8 @@ def compose_report(run: Run, settings: dict, machine: dict, quick: bool, plotted
         load_intro = (
             "Each row is a fresh process: import the framework and the model class, "
             "`from_pretrained(directory)` of the bare model, one eager forward pass at "
-            f"{settings['batch']} × {settings['length']}; peak RSS is `ru_maxrss` of that process. "
+            f"{settings['batch']} × {settings['length']}; peak RSS is that process's "
+            "high-water mark (`VmHWM`; `ru_maxrss` would carry over the parent's). "
             "The reference TF is given `use_safetensors=False` to read tf_model.h5 (it prefers "
             "model.safetensors when both are there); the rows reading model.safetensors in a "
             "reference TF/Flax port convert from the PyTorch layout while loading. The reference library "
