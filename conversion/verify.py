@@ -301,7 +301,10 @@ def verify(
         print(f"{head:<{width}}  {field:<18} {label:<18} {shown:>10}  {verdict}{'  ' + note if note else ''}")
     failures = sum(not r[4] for r in rows)
     if failures:
-        print(f"FAIL: {failures} of {len(rows)} comparisons above {tolerance:g} or not run")
+        print(
+            f"FAIL: {failures} of {len(rows)} comparisons above "
+            f"{tolerance:g} x max(1, max |output|) or not run"
+        )
         return EXIT_VERIFY_FAILED
-    print(f"PASS: {len(rows)} comparisons within {tolerance:g}")
+    print(f"PASS: {len(rows)} comparisons within {tolerance:g} x max(1, max |output|)")
     return EXIT_OK
