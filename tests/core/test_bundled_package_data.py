@@ -1,13 +1,15 @@
 """The bundled checkpoint ships inside the package: every file is declared package data."""
 
 import fnmatch
-import tomllib
+
+import pytest
 
 from tests.conftest import REPO_ROOT
 from xlmr_core.pretrained import BUNDLED_CHECKPOINT, bundled_checkpoint
 
 
 def test_every_bundled_file_is_declared_package_data():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     patterns = pyproject["tool"]["setuptools"]["package-data"]["xlmr_core"]
     package = REPO_ROOT / "xlmr_core"
