@@ -139,3 +139,18 @@ def example_inputs(head: str, config, *, batch: int = 2, length: int = 7, choice
 
 def without_labels(inputs: dict) -> dict:
     return {k: v for k, v in inputs.items() if k not in ("labels", "start_positions", "end_positions")}
+
+
+def decoder_inputs(config) -> tuple[dict, dict, dict]:
+    """(prefix, step, encoder) for a decoder with cross-attention and a cache: the first four
+    tokens, then one more token with the mask of all five, and padded encoder states."""
+    rng = np.random.default_rng(2)
+    inputs = without_labels(example_inputs("ForCausalLM", config))
+    encoder = {
+        "encoder_hidden_states": rng.standard_normal((2, 5, config.hidden_size)).astype(np.float32),
+        "encoder_attention_mask": np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]),
+    }
+    prefix = {key: value[:, :4] for key, value in inputs.items()}
+    step = {key: value[:, 4:5] for key, value in inputs.items()}
+    step["attention_mask"] = inputs["attention_mask"][:, :5]
+    return prefix, step, encoder

@@ -18,10 +18,10 @@ from tests.cross.harness import (
     HEADS,
     OUTPUT_TOLERANCE,
     POSITION_KINDS,
+    decoder_inputs,
     example_inputs,
     load_adapter,
     max_abs_diff,
-    without_labels,
 )
 
 PAIRS = list(itertools.combinations(FRAMEWORKS, 2))
@@ -93,15 +93,7 @@ def test_decoder_with_cross_attention_and_cache_agrees(pair, kind, checkpoint, l
     directory, config = checkpoint(
         "ForCausalLM", position_embedding_type=kind, is_decoder=True, add_cross_attention=True
     )
-    rng = np.random.default_rng(2)
-    inputs = without_labels(example_inputs("ForCausalLM", config))
-    encoder = {
-        "encoder_hidden_states": rng.standard_normal((2, 5, config.hidden_size)).astype(np.float32),
-        "encoder_attention_mask": np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]),
-    }
-    prefix = {k: v[:, :4] for k, v in inputs.items()}
-    step = {k: v[:, 4:5] for k, v in inputs.items()}
-    step["attention_mask"] = inputs["attention_mask"][:, :5]
+    prefix, step, encoder = decoder_inputs(config)
 
     results = []
     for framework in pair:

@@ -57,11 +57,11 @@ from tests.cross.harness import (
     HEADS,
     OUTPUT_TOLERANCE,
     POSITION_KINDS,
+    decoder_inputs,
     example_inputs,
     flatten,
     load_adapter,
     max_abs_diff,
-    without_labels,
 )
 
 GPU_TOLERANCE = 1e-4
@@ -285,15 +285,7 @@ def decoder_outputs(checkpoint):
         directory, config = checkpoint(
             "ForCausalLM", position_embedding_type=kind, is_decoder=True, add_cross_attention=True
         )
-        rng = np.random.default_rng(2)
-        inputs = without_labels(example_inputs("ForCausalLM", config))
-        encoder = {
-            "encoder_hidden_states": rng.standard_normal((2, 5, config.hidden_size)).astype(np.float32),
-            "encoder_attention_mask": np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]),
-        }
-        prefix = {key: value[:, :4] for key, value in inputs.items()}
-        step = {key: value[:, 4:5] for key, value in inputs.items()}
-        step["attention_mask"] = inputs["attention_mask"][:, :5]
+        prefix, step, encoder = decoder_inputs(config)
         model = side.load(directory, "ForCausalLM")
         first = side.forward(model, {**prefix, **encoder}, use_cache=True)
         second = side.forward(
