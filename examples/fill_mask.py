@@ -33,36 +33,28 @@ SENTENCES = [
 ]
 
 
-def torch_logits(directory, texts):
+def torch_logits(directory, tokenizer, texts):
     import torch
 
     from xlmr_torch import XLMRobertaForMaskedLM
 
-    tokenizer = XLMRobertaTokenizerFast.from_pretrained(directory)
     model = XLMRobertaForMaskedLM.from_pretrained(directory).eval()
-    batch = tokenizer(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
-        return batch["input_ids"].numpy(), model(**batch).logits.numpy()
+        return model(**tokenizer(texts, padding=True, return_tensors="pt")).logits.numpy()
 
 
-def tf_logits(directory, texts):
+def tf_logits(directory, tokenizer, texts):
     from xlmr_tf import TFXLMRobertaForMaskedLM
 
-    tokenizer = XLMRobertaTokenizerFast.from_pretrained(directory)
     model = TFXLMRobertaForMaskedLM.from_pretrained(directory)
-    batch = tokenizer(texts, padding=True, return_tensors="tf")
-    return batch["input_ids"].numpy(), model(batch, training=False).logits.numpy()
+    return model(tokenizer(texts, padding=True, return_tensors="tf"), training=False).logits.numpy()
 
 
-def flax_logits(directory, texts):
-    import numpy as np
-
+def flax_logits(directory, tokenizer, texts):
     from xlmr_flax import FlaxXLMRobertaForMaskedLM
 
-    tokenizer = XLMRobertaTokenizerFast.from_pretrained(directory)
     model = FlaxXLMRobertaForMaskedLM.from_pretrained(directory)
-    batch = tokenizer(texts, padding=True, return_tensors="jax")
-    return np.asarray(batch["input_ids"]), np.asarray(model(**batch).logits)
+    return model(**tokenizer(texts, padding=True, return_tensors="jax")).logits
 
 
 FRAMEWORKS = {
@@ -82,6 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     directory = args.checkpoint or bundled_checkpoint()
     tokenizer = XLMRobertaTokenizerFast.from_pretrained(directory)
+    input_ids = tokenizer(SENTENCES, padding=True, return_tensors="np")["input_ids"]
 
     best_guesses = {}
     for name in args.frameworks:
@@ -89,7 +82,7 @@ def main() -> None:
         if importlib.util.find_spec(module) is None:
             print(f"\n{name}: skipped, {module} is not installed (pip install 'xlmr[{name}]')")
             continue
-        input_ids, logits = logits_of(directory, SENTENCES)
+        logits = logits_of(directory, tokenizer, SENTENCES)
         predictions = top_predictions(tokenizer, input_ids, logits, top_k=args.top_k)
         print(f"\n{name}:")
         for text, masks in zip(SENTENCES, predictions):
