@@ -1,29 +1,26 @@
-"""TensorFlow / Keras 3 quick start: load a checkpoint, predict, and `fit` a classifier.
+"""TensorFlow / Keras 3 quick start: load a checkpoint directory, predict, `fit` a classifier.
 
-Nothing is downloaded: the script trains a tiny SentencePiece vocabulary on a few
-multilingual sentences, saves a small random model in the shared checkpoint format,
-loads it back the way you would load a published checkpoint directory, fills a mask,
-and fine-tunes a sequence classifier with `model.compile` + `model.fit`.
+Nothing is downloaded: the checkpoint is the one bundled with xlmr (`xlmr-tiny`, a small
+pretrained XLM-RoBERTa); any checkpoint directory, xlm-roberta-base included, loads the
+same way. The classifier is fine-tuned with `model.compile` + `model.fit`, saved in the
+shared format and loaded back.
 
-    python examples/tf_quickstart.py [--output DIR]
+    python examples/tf_quickstart.py [--checkpoint DIR] [--output DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import sentencepiece  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-from xlmr_core import XLMRobertaConfig, XLMRobertaTokenizer  # noqa: E402
+from xlmr_core import XLMRobertaTokenizer  # noqa: E402
+from xlmr_core.pretrained import bundled_checkpoint  # noqa: E402
 from xlmr_tf import TFXLMRobertaForMaskedLM, TFXLMRobertaForSequenceClassification  # noqa: E402
 
 SENTENCES = [
@@ -40,49 +37,22 @@ SENTENCES = [
 ]
 
 
-def build_checkpoint(directory: Path) -> None:
-    """Write a small random masked-LM checkpoint with its own vocabulary into `directory`."""
-    model_file = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter([text for text, _ in SENTENCES] * 20),
-        model_writer=model_file,
-        vocab_size=70,
-        model_type="unigram",
-        normalization_rule_name="nmt_nfkc",
-        minloglevel=2,
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    vocab_file = directory / "sentencepiece.bpe.model"
-    vocab_file.write_bytes(model_file.getvalue())
-    tokenizer = XLMRobertaTokenizer(vocab_file=str(vocab_file))
-    config = XLMRobertaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
-        max_position_embeddings=66,
-        type_vocab_size=1,
-        layer_norm_eps=1e-5,
-    )
-    keras.utils.set_random_seed(0)
-    TFXLMRobertaForMaskedLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)  # the vocabulary, tokenizer.json and settings
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--checkpoint", help="checkpoint directory (default: the bundled xlmr-tiny)")
     parser.add_argument(
-        "--output", type=Path, help="where to write the checkpoint (default: a temporary folder)"
+        "--output", type=Path, help="where to save the classifier (default: a temporary folder)"
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
-        directory = args.output or Path(scratch) / "xlmr-tiny"
-        build_checkpoint(directory)
-        print(f"checkpoint: {directory} ({', '.join(sorted(p.name for p in directory.iterdir()))})")
+    # After xlmr_tf, which imports TensorFlow without its start-up noise.
+    import keras
+    import tensorflow as tf
 
+    directory = args.checkpoint or bundled_checkpoint()
+    with tempfile.TemporaryDirectory() as scratch:
+        output = args.output or Path(scratch) / "classifier"
         # 1. Load a checkpoint directory and run the masked-LM head on a tokenizer's dict.
         tokenizer = XLMRobertaTokenizer.from_pretrained(directory)
         model = TFXLMRobertaForMaskedLM.from_pretrained(directory)
@@ -94,10 +64,11 @@ def main() -> None:
         logits = model(batch).logits
         masked = batch["input_ids"] == tokenizer.mask_token_id
         guesses = tokenizer.convert_ids_to_tokens(tf.argmax(logits[masked], axis=-1).numpy().tolist())
-        print(f"masked-LM logits {tuple(logits.shape)}; (untrained) guesses for <mask>: {guesses}")
+        print(f"masked-LM logits {tuple(logits.shape)}; guesses for <mask>: {guesses}")
 
         # 2. Fine-tune a classifier on the same checkpoint with Keras (the head starts random).
         #    The batches carry `labels`, so `fit` trains with the model's own loss.
+        keras.utils.set_random_seed(0)  # the new head's initialisation, dropout and shuffling
         classifier = TFXLMRobertaForSequenceClassification.from_pretrained(directory, num_labels=2)
         data = dict(tokenizer([t for t, _ in SENTENCES], padding=True, return_tensors="np"))
         labels = np.array([label for _, label in SENTENCES], dtype=np.int32)
@@ -109,8 +80,8 @@ def main() -> None:
             f"fine-tuning loss: {losses[0]:.3f} -> {losses[-1]:.3f} after {len(losses)} epochs of model.fit"
         )
 
-        classifier.save_pretrained(directory / "classifier")
-        reloaded = TFXLMRobertaForSequenceClassification.from_pretrained(directory / "classifier")
+        classifier.save_pretrained(output)
+        reloaded = TFXLMRobertaForSequenceClassification.from_pretrained(output)
         predictions = np.argmax(reloaded.predict(data, verbose=0)["logits"], axis=-1)
         print(f"training accuracy after reload: {np.mean(predictions == labels):.0%}")
 
