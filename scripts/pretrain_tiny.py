@@ -174,8 +174,11 @@ def pretrain(model, tokenizer, encoded, epochs: int, batch_size: int, learning_r
     steps_per_epoch = math.ceil(len(encoded) / batch_size)
     total_steps = epochs * steps_per_epoch
     warmup = max(1, total_steps // 20)
-    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
-    decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
+    # Biases and the encoder's `LayerNorm`s are exempt from weight decay; the LM head's
+    # `layer_norm` is not (the bundled weights were trained so, and rebuild byte for byte).
+    exempt = {n for n, _ in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n}
+    no_decay = [p for n, p in model.named_parameters() if n in exempt]
+    decay = [p for n, p in model.named_parameters() if n not in exempt]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
         lr=learning_rate,
@@ -304,7 +307,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer = train_vocabulary([text for _, text in train], Path(scratch) / "sentencepiece.bpe.model")
         encoded = [tokenizer.encode(text, truncation=True, max_length=MAX_TOKENS) for _, text in train]
-        train_counts = Counter(t for ids in encoded for t in ids if t not in set(tokenizer.all_special_ids))
+        special = set(tokenizer.all_special_ids)
+        train_counts = Counter(t for ids in encoded for t in ids if t not in special)
         config = model_config(len(tokenizer))
         model = XLMRobertaForMaskedLM(config)
         n_params = sum(p.numel() for p in model.parameters())
