@@ -5,8 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConversionError
-from .formats import DTYPES, FORMATS
+from xlmr_core.checkpoint import FLOAT_DTYPES, FORMATS
+
+from .errors import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    REPORTED,
+    ConversionError,
+    exit_code,
+    one_line,
+)
 
 PROG = "xlmr-convert"
 
@@ -99,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     def writing_options(sub):
-        sub.add_argument("--dtype", choices=list(DTYPES), help="cast floating tensors (default: keep)")
+        sub.add_argument("--dtype", choices=list(FLOAT_DTYPES), help="cast floating tensors (default: keep)")
         sub.add_argument(
             "--max-shard-size",
             metavar="SIZE",
@@ -197,9 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         return run(args)
-    except ConversionError as error:
-        sys.stderr.write(f"{PROG}: error: {error}\n")
-        return error.exit_code
+    except REPORTED as error:
+        sys.stderr.write(f"{PROG}: error: {one_line(error)}\n")
+        return exit_code(error)
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{PROG}: interrupted; nothing was written\n")
         return EXIT_INTERRUPTED

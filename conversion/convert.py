@@ -14,10 +14,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from xlmr_core import XLMRobertaConfig
+from xlmr_core import checkpoint as core
 from xlmr_core._atomic import default_mode
-from xlmr_core.checkpoint import TF_WEIGHTS_NAME
+from xlmr_core.formats.base import BFLOAT16, LazyTensor
 
-from . import formats
 from .errors import ConversionError, CorruptFileError, DestinationExistsError, MissingFileError
 from .progress import Progress, human_bytes, say
 
@@ -81,7 +81,7 @@ def copy_tokenizer_files(source: Path, stage: Path) -> list[str]:
 
 def write_formats(
     stage: Path,
-    tensors: Mapping[str, formats.LazyTensor],
+    tensors: Mapping[str, LazyTensor],
     config: XLMRobertaConfig,
     extra_formats: Iterable[str],
     *,
@@ -90,25 +90,23 @@ def write_formats(
 ) -> list[str]:
     """Write the shared format and every extra format into `stage`; return the files written."""
     total = sum(t.nbytes for t in tensors.values())
-    progress = Progress("writing model.safetensors", total, quiet=quiet)
-    written = formats.write_safetensors_checkpoint(stage, tensors, max_shard_size, progress)
-    progress.close()
     architecture = (config.architectures or [None])[0]
-    for fmt in dict.fromkeys(extra_formats):
-        if fmt == "safetensors":
-            continue
-        progress = Progress(f"writing {formats.FORMAT_FILES[fmt]}", total, quiet=quiet)
-        if fmt == "torch":
-            written += formats.write_torch_bin(stage, tensors, progress)
-        elif fmt == "tf":
-            if any(t.dtype == formats.DTYPES["bfloat16"] for t in tensors.values()):
-                say(
-                    f"note: HDF5 has no bfloat16; {TF_WEIGHTS_NAME} stores those tensors as float32",
-                    quiet=quiet,
-                )
-            written += formats.write_tf_h5(stage, tensors, architecture, progress)
-        else:
-            written += formats.write_flax_msgpack(stage, tensors, progress)
+    written = []
+    for fmt in dict.fromkeys(["safetensors", *extra_formats]):
+        if fmt == "tf" and any(t.dtype == BFLOAT16 for t in tensors.values()):
+            say(
+                f"note: HDF5 has no bfloat16; {core.TF_WEIGHTS_NAME} stores those tensors as float32",
+                quiet=quiet,
+            )
+        progress = Progress(f"writing {core.FORMAT_FILES[fmt]}", total, quiet=quiet)
+        written += core.write_weights(
+            stage,
+            tensors,
+            fmt,
+            max_shard_size=max_shard_size if fmt == "safetensors" else None,
+            architecture=architecture,
+            progress=progress,
+        )
         progress.close()
     config.save_pretrained(stage)
     return written + ["config.json"]
@@ -124,23 +122,28 @@ def convert(
     overwrite: bool = False,
     quiet: bool = False,
 ) -> list[str]:
-    """Convert the checkpoint directory `source` into `destination`; return the files written."""
+    """Convert the checkpoint directory `source` into `destination`; return the files written.
+
+    Every tensor's shape is checked against `config.json` before anything is written.
+    """
     source, destination = Path(source), Path(destination)
     extra_formats = list(extra_formats)
-    formats.check_writable(extra_formats)
+    core.check_writable(extra_formats)
     if max_shard_size is not None:
         try:
-            formats.core.parse_size(max_shard_size)
+            core.parse_size(max_shard_size)
         except ValueError as error:
             raise ConversionError(str(error)) from None
     if destination.exists() and not overwrite:  # before any reading: fail fast
         raise DestinationExistsError(f"{destination} exists; pass --overwrite to replace it")
-    formats.detect_format(source)  # a missing or foreign directory is named before its config
+    core.detect_format(source)  # a missing or foreign directory is named before its config
     config = read_config(source)
-    with formats.open_checkpoint(source) as checkpoint:
-        tensors = formats.canonicalize(checkpoint.tensors, config.tie_word_embeddings)
+    # Plain reads, not memory maps: a map keeps every page it touched resident to the end.
+    with core.open_checkpoint(source, mmap=False) as checkpoint:
+        tensors = core.canonicalize(checkpoint.tensors, config.tie_word_embeddings)
+        core.check_shapes(tensors, config, checkpoint.files[0])
         if dtype is not None:
-            tensors = {name: t.cast(formats.DTYPES[dtype]) for name, t in tensors.items()}
+            tensors = {name: t.cast(core.FLOAT_DTYPES[dtype]) for name, t in tensors.items()}
             config = config.copy(torch_dtype=dtype)
         total = sum(t.nbytes for t in tensors.values())
         say(

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from xlmr_core.checkpoint import (
+    CheckpointError,
+    CheckpointShapeError,
+    UnsupportedCheckpointError,
+)
+from xlmr_core.checkpoint import MissingDependencyError as CoreMissingDependencyError
+
 # Exit statuses, documented in `xlmr-convert --help`.
 EXIT_OK = 0
 EXIT_VERIFY_FAILED = 1
@@ -62,11 +69,26 @@ class MissingDependencyError(ConversionError):
     exit_code = EXIT_MISSING_DEPENDENCY
 
 
-def require(module: str, what: str, extra: str):
-    """Import `module`, or explain which extra provides it."""
-    import importlib
+# The core's errors (xlmr_core.checkpoint) and the exit status each one means here.
+_CORE_EXIT_CODES = (
+    (CheckpointShapeError, EXIT_SHAPE_MISMATCH),
+    (UnsupportedCheckpointError, EXIT_UNKNOWN_FORMAT),
+    (CheckpointError, EXIT_CORRUPT_FILE),
+    (FileNotFoundError, EXIT_MISSING_FILE),
+    (CoreMissingDependencyError, EXIT_MISSING_DEPENDENCY),
+)
+REPORTED = (ConversionError, CheckpointError, FileNotFoundError, CoreMissingDependencyError)
+MAX_MESSAGE = 300
 
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise MissingDependencyError(f"{what} needs {module}: pip install 'xlmr[{extra}]'") from None
+
+def exit_code(error: BaseException) -> int:
+    """The exit status for one of the `REPORTED` errors."""
+    if isinstance(error, ConversionError):
+        return error.exit_code
+    return next(code for kind, code in _CORE_EXIT_CODES if isinstance(error, kind))
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message as one line of at most `MAX_MESSAGE` characters."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."

@@ -1,10 +1,8 @@
 """`from-fairseq`: import an original fairseq XLM-R release (model.pt, dict.txt, sentencepiece.bpe.model).
 
-`model.pt` is a `torch.save` pickle. It is read here without torch and without running any
-pickled code: a restricted unpickler resolves only plain containers, the tensor rebuild
-functions (mapped to our own numpy versions) and `argparse.Namespace` (mapped to a plain
-record); any other global makes it stop with an error naming it. Both of torch's file
-layouts are read: the zip archive (torch >= 1.6) and the older single-stream format.
+`model.pt` is a `torch.save` pickle, read without torch and without running any pickled code
+by the same restricted unpickler that reads `pytorch_model.bin` (`xlmr_core.formats.torch_pickle`):
+it rebuilds tensors and plain containers only and refuses, naming it, any other global.
 
 Fairseq's RoBERTa encoder is post-LayerNorm with learned positions offset by the padding
 index, exactly the XLM-R architecture; only the names differ:
@@ -27,267 +25,27 @@ model's piece order, which the import checks.
 
 from __future__ import annotations
 
-import collections
-import io
-import math
 import os
-import pickle
 import re
-import struct
-import zipfile
 from pathlib import Path
 
-import ml_dtypes
 import numpy as np
 
 from xlmr_core import XLMRobertaConfig
+from xlmr_core.architecture import expected_shapes
+from xlmr_core.checkpoint import FLOAT_DTYPES, FORMAT_FILES, check_writable
+from xlmr_core.formats import torch_pickle
+from xlmr_core.formats.base import LazyTensor, eager
 
 from .convert import staged_destination, write_formats
 from .errors import (
-    ConversionError,
     CorruptFileError,
     DestinationExistsError,
     MissingFileError,
     ShapeMismatchError,
     UnknownFormatError,
 )
-from .formats import DTYPES, FORMAT_FILES, LazyTensor, check_writable, eager
 from .progress import human_bytes, say
-
-# ------------------------------------------------------------------ restricted unpickling
-_STORAGE_DTYPES = {
-    "DoubleStorage": np.dtype(np.float64),
-    "FloatStorage": np.dtype(np.float32),
-    "HalfStorage": np.dtype(np.float16),
-    "BFloat16Storage": np.dtype(ml_dtypes.bfloat16),
-    "LongStorage": np.dtype(np.int64),
-    "IntStorage": np.dtype(np.int32),
-    "ShortStorage": np.dtype(np.int16),
-    "CharStorage": np.dtype(np.int8),
-    "ByteStorage": np.dtype(np.uint8),
-    "BoolStorage": np.dtype(np.bool_),
-}
-_TORCH_DTYPE_NAMES = {
-    "float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool",
-    "double", "float", "half", "long", "int", "short",
-}  # fmt: skip
-_NUMPY_SCALAR_KINDS = "biufc"
-
-
-class FairseqArgs(dict):
-    """What an `argparse.Namespace` in the checkpoint becomes: a dict, also readable as attributes."""
-
-    def __setstate__(self, state):
-        self.update(state)
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-class _StorageType:
-    def __init__(self, name: str):
-        self.name = name
-        self.dtype = _STORAGE_DTYPES[name]
-
-
-class _Storage:
-    """A flat run of elements in the file, read when a tensor over it is loaded."""
-
-    def __init__(self, dtype: np.dtype, numel: int, read):
-        self.dtype, self.numel, self.read = dtype, int(numel), read
-
-    def load(self) -> np.ndarray:
-        data = np.frombuffer(self.read(), dtype=self.dtype.newbyteorder("<"))
-        if data.size < self.numel:
-            raise CorruptFileError(f"a tensor storage holds {data.size} elements, {self.numel} expected")
-        return data
-
-
-class _Marker:
-    """Stands for a torch class (Parameter, Tensor) that only tags a rebuilt tensor."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-
-def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored) -> LazyTensor:
-    if not isinstance(storage, _Storage):
-        raise CorruptFileError("a tensor is rebuilt from something that is not a storage")
-    size, stride, offset = tuple(int(d) for d in size), tuple(int(s) for s in stride), int(storage_offset)
-    if len(size) != len(stride) or min(size, default=1) < 0 or min(stride, default=0) < 0:
-        raise CorruptFileError(f"tensor of size {size} has invalid strides {stride}")
-    last = offset + sum((d - 1) * s for d, s in zip(size, stride)) if math.prod(size) else offset - 1
-    if offset < 0 or last >= storage.numel:
-        raise CorruptFileError(f"tensor of size {size} reaches past its storage of {storage.numel} elements")
-
-    def load():
-        flat = storage.load()
-        itemsize = flat.dtype.itemsize
-        view = np.lib.stride_tricks.as_strided(
-            flat[offset:], shape=size, strides=[s * itemsize for s in stride], writeable=False
-        )
-        return np.ascontiguousarray(view).astype(storage.dtype)  # native byte order
-
-    return LazyTensor(size, storage.dtype, load)
-
-
-def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
-    return data
-
-
-def _rebuild_from_type(func, new_type, args, state):
-    if func not in (_rebuild_tensor, _rebuild_parameter) or not isinstance(new_type, _Marker):
-        raise CorruptFileError("a tensor subclass in model.pt is rebuilt in an unexpected way")
-    return func(*args)
-
-
-def _numpy_dtype(name, align=False, copy=True):
-    dtype = np.dtype(name)
-    if dtype.kind not in _NUMPY_SCALAR_KINDS:
-        raise CorruptFileError(f"model.pt holds a numpy value of dtype {name!r}, which is refused")
-    return dtype
-
-
-def _numpy_scalar(dtype, data=None):
-    if (
-        not isinstance(dtype, np.dtype)
-        or dtype.kind not in _NUMPY_SCALAR_KINDS
-        or not isinstance(data, bytes)
-    ):
-        raise CorruptFileError("model.pt holds a numpy scalar that is not a plain number")
-    return np.frombuffer(data, dtype=dtype, count=1)[0]
-
-
-def _codecs_encode(text, encoding="utf-8"):
-    # Protocol-2 pickles spell `bytes` values as `_codecs.encode(str, "latin1")`.
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise CorruptFileError("model.pt holds an unexpected _codecs.encode call")
-    return text.encode("latin1")
-
-
-_ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("builtins", "slice"): slice,
-    ("_codecs", "encode"): _codecs_encode,
-    ("argparse", "Namespace"): FairseqArgs,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type,
-    ("torch.nn.parameter", "Parameter"): _Marker("Parameter"),
-    ("torch", "Tensor"): _Marker("Tensor"),
-    ("torch", "Size"): tuple,
-    ("torch", "device"): str,
-    ("numpy", "dtype"): _numpy_dtype,
-    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, path: Path, storages):
-        super().__init__(file, encoding="utf-8")
-        self.path = path
-        self.storages = storages  # (key, dtype, numel) -> _Storage
-
-    def find_class(self, module, name):
-        if (module, name) in _ALLOWED_GLOBALS:
-            return _ALLOWED_GLOBALS[(module, name)]
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name)
-        if module == "torch" and name in _TORCH_DTYPE_NAMES:
-            return f"torch.{name}"
-        raise CorruptFileError(
-            f"{self.path}: refused to load: the pickle needs {module}.{name}, which is neither a tensor "
-            "nor a plain container (nothing in the file was run)"
-        )
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage" and len(pid) >= 5):
-            raise CorruptFileError(f"{self.path}: unexpected persistent id {pid!r}")
-        storage_type, key, _location, numel = pid[1:5]
-        if not isinstance(storage_type, _StorageType):
-            raise CorruptFileError(f"{self.path}: storage of unknown type {storage_type!r}")
-        view = pid[5] if len(pid) > 5 else None
-        storage = self.storages(str(key), storage_type.dtype, int(numel))
-        if view is not None:  # legacy files: a view into a larger storage
-            _view_key, offset, view_numel = view
-            base = storage
-            storage = _Storage(
-                base.dtype,
-                view_numel,
-                lambda: base.read()[
-                    offset * base.dtype.itemsize : (offset + view_numel) * base.dtype.itemsize
-                ],
-            )
-        return storage
-
-
-def _load_zip(path: Path):
-    archive = zipfile.ZipFile(path)
-    pickles = [name for name in archive.namelist() if name.endswith("data.pkl")]
-    if len(pickles) != 1:
-        raise CorruptFileError(f"{path}: a torch zip archive has exactly one data.pkl, found {len(pickles)}")
-    prefix = pickles[0][: -len("data.pkl")]
-    if f"{prefix}byteorder" in archive.namelist() and archive.read(f"{prefix}byteorder") != b"little":
-        raise UnknownFormatError(f"{path}: big-endian torch files are not supported")
-
-    def storage(key, dtype, numel):
-        name = f"{prefix}data/{key}"
-        if name not in archive.namelist():
-            raise CorruptFileError(f"{path}: storage {key} is missing from the archive")
-        return _Storage(dtype, numel, lambda: archive.read(name))
-
-    with archive.open(pickles[0]) as f:
-        return _RestrictedUnpickler(io.BytesIO(f.read()), path, storage).load()
-
-
-_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-
-
-def _load_legacy(path: Path):
-    with open(path, "rb") as f:
-        data = f.read()
-    stream = io.BytesIO(data)
-    no_storages = lambda *a: (_ for _ in ()).throw(CorruptFileError(f"{path}: unexpected storage"))  # noqa: E731
-    try:
-        magic = _RestrictedUnpickler(stream, path, no_storages).load()
-        if magic != _LEGACY_MAGIC:
-            raise UnknownFormatError(
-                f"{path}: not a torch checkpoint (no zip archive, no legacy magic number)"
-            )
-        _RestrictedUnpickler(stream, path, no_storages).load()  # protocol version
-        sys_info = _RestrictedUnpickler(stream, path, no_storages).load()
-        if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
-            raise UnknownFormatError(f"{path}: big-endian torch files are not supported")
-        found: dict[str, tuple[np.dtype, int]] = {}
-        storages: dict[str, _Storage] = {}
-
-        def storage(key, dtype, numel):
-            if key not in storages:
-                found[key] = (dtype, numel)
-                storages[key] = _Storage(dtype, numel, lambda: blobs[key])
-            return storages[key]
-
-        blobs: dict[str, bytes] = {}
-        obj = _RestrictedUnpickler(stream, path, storage).load()
-        keys = _RestrictedUnpickler(stream, path, no_storages).load()
-        for key in keys:
-            (count,) = struct.unpack("<q", stream.read(8))
-            dtype = found.get(str(key), (np.dtype(np.uint8), 0))[0]
-            blob = stream.read(count * dtype.itemsize)
-            if len(blob) != count * dtype.itemsize:
-                raise CorruptFileError(f"{path}: truncated (storage {key})")
-            blobs[str(key)] = blob
-    except (pickle.UnpicklingError, EOFError, struct.error, ValueError, TypeError) as error:
-        raise CorruptFileError(f"{path}: corrupt or truncated torch file ({error})") from None
-    return obj
 
 
 def load_fairseq_checkpoint(path: str | os.PathLike):
@@ -295,14 +53,7 @@ def load_fairseq_checkpoint(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path} does not exist")
-    try:
-        if zipfile.is_zipfile(path):
-            return _load_zip(path)
-        return _load_legacy(path)
-    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, TypeError) as error:
-        if isinstance(error, ConversionError):
-            raise
-        raise CorruptFileError(f"{path}: corrupt or truncated torch file ({error})") from None
+    return torch_pickle.load(path)
 
 
 # ------------------------------------------------------------------ names and config
@@ -551,7 +302,7 @@ def import_fairseq(
         config = config.copy(tie_word_embeddings=False)
     _check_shapes(state, config)
     if dtype is not None:
-        state = {name: tensor.cast(DTYPES[dtype]) for name, tensor in state.items()}
+        state = {name: tensor.cast(FLOAT_DTYPES[dtype]) for name, tensor in state.items()}
         config = config.copy(torch_dtype=dtype)
 
     total = sum(t.nbytes for t in state.values())
@@ -566,8 +317,6 @@ def import_fairseq(
 
 
 def _check_shapes(state: dict[str, LazyTensor], config: XLMRobertaConfig) -> None:
-    from .architecture import expected_shapes
-
     expected = expected_shapes(config, "ForMaskedLM")
     for name, tensor in state.items():
         if name in expected and tuple(tensor.shape) != expected[name]:

@@ -13,15 +13,15 @@ import contextlib
 import importlib
 import itertools
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .architecture import detect_heads
+from xlmr_core.architecture import detect_heads
+from xlmr_core.checkpoint import canonicalize, check_shapes, open_checkpoint
+
 from .convert import read_config
 from .errors import EXIT_OK, EXIT_VERIFY_FAILED, ConversionError, MissingDependencyError
-from .formats import detect_format, open_checkpoint
 from .progress import say
 
 # TensorFlow's C++ start-up logging would bury the table.
@@ -253,7 +253,10 @@ def verify(
 ) -> int:
     """Print the agreement table for `directory`; return 0 on PASS, 1 on FAIL."""
     directory = Path(directory)
-    fmt, _ = detect_format(directory)
+    with open_checkpoint(directory) as checkpoint:  # any format: every framework reads them all
+        config = read_config(directory)
+        tensors = canonicalize(checkpoint.tensors, config.tie_word_embeddings)
+        check_shapes(tensors, config, checkpoint.files[0])
     requested = list(dict.fromkeys(frameworks or FRAMEWORKS))
     tolerance = tolerance if tolerance is not None else (GPU_TOLERANCE if device == "gpu" else CPU_TOLERANCE)
     placements, skipped, on_cpu = {}, {}, {}
@@ -273,18 +276,7 @@ def verify(
             raise MissingDependencyError(f"--device gpu: no framework here can use a GPU ({detail})")
         raise MissingDependencyError(f"no framework to verify with ({detail}); pip install 'xlmr[torch]'")
 
-    with tempfile.TemporaryDirectory(prefix="xlmr-verify-") as scratch:
-        if fmt != "safetensors":
-            # The frameworks share one reader of the shared format; convert other formats first.
-            from .convert import convert
-
-            say(f"note: {directory} is in {fmt} format; verifying a converted copy", quiet=quiet)
-            target = Path(scratch) / "checkpoint"
-            convert(directory, target, quiet=True)
-            directory_to_run = target
-        else:
-            directory_to_run = directory
-        rows, described = compare(directory_to_run, placements, tolerance, quiet)
+    rows, described = compare(directory, placements, tolerance, quiet)
 
     print(f"checkpoint  {directory}")
     print(f"inputs      {described}")

@@ -27,8 +27,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+from .formats.base import CheckpointShapeError
 
 BASE_MODEL_PREFIX = "roberta"
 
@@ -170,38 +173,11 @@ def to_canonical_state(framework_state: Mapping[str, np.ndarray], framework: str
 
 
 # ------------------------------------------------------------------- matching
-def fold_aliases(
-    checkpoint: Mapping[str, np.ndarray],
-    *,
-    tie_word_embeddings: bool,
-    base_model_prefix: str = BASE_MODEL_PREFIX,
-) -> dict[str, np.ndarray]:
-    """Fold the second names some checkpoints give one tensor into its canonical name.
-
-    The reference stores the LM-head bias as `lm_head.bias` and, sometimes, again as
-    `lm_head.decoder.bias`; with tied embeddings some writers also save the decoder
-    matrix. A second name is dropped only when it holds the same values, so a
-    checkpoint whose copies disagree still reports them as unexpected.
-    """
-    checkpoint = dict(checkpoint)
-    decoder_bias = checkpoint.get("lm_head.decoder.bias")
-    if decoder_bias is not None and "lm_head.bias" not in checkpoint:
-        checkpoint["lm_head.bias"] = checkpoint.pop("lm_head.decoder.bias")
-    elif decoder_bias is not None and np.array_equal(decoder_bias, checkpoint["lm_head.bias"]):
-        del checkpoint["lm_head.decoder.bias"]
-    decoder = checkpoint.get("lm_head.decoder.weight")
-    embeddings = checkpoint.get(f"{base_model_prefix}.embeddings.word_embeddings.weight")
-    if tie_word_embeddings and decoder is not None and embeddings is not None:
-        if np.array_equal(decoder, embeddings):
-            del checkpoint["lm_head.decoder.weight"]  # a saved copy of the tied matrix
-    return checkpoint
-
-
 @dataclass
 class LoadReport:
     """A checkpoint lined up with a model: `state` holds the model's own names."""
 
-    state: dict[str, np.ndarray]
+    state: dict[str, Any]  # arrays or `LazyTensor`s: only their shapes are looked at here
     missing: list[str]
     unexpected: list[str]
 
@@ -222,7 +198,7 @@ def match_checkpoint(
     and the head weights reported unexpected; a base checkpoint loads into a head with
     the prefix added and the head reported missing. Nothing is dropped silently: every
     checkpoint key is either used or listed in `unexpected`. A shape mismatch raises
-    `ValueError` naming the key and both shapes.
+    `CheckpointShapeError` (a `ValueError`) naming the key and both shapes.
     """
     prefix = base_model_prefix + "."
     expects_prefix = any(key.startswith(prefix) for key in expected_shapes)
@@ -246,7 +222,7 @@ def match_checkpoint(
             continue
         want = tuple(int(d) for d in expected_shapes[name])
         if tuple(array.shape) != want:
-            raise ValueError(
+            raise CheckpointShapeError(
                 f"shape mismatch for {name!r}: checkpoint has {tuple(array.shape)}, model expects {want}"
                 + (
                     " (num_labels differs? pass num_labels= to from_pretrained)"

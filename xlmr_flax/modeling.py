@@ -36,15 +36,12 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import traverse_util
 
 from xlmr_core import (
     BaseModelOutputWithPoolingAndCrossAttentions,
@@ -64,6 +61,8 @@ from xlmr_core.modeling_utils import (
     classification_problem_type,
     relative_position_index,
 )
+
+from .checkpoint_io import CheckpointIO
 
 logger = logging.getLogger(__name__)
 
@@ -949,8 +948,8 @@ _ALL_INPUTS = (
 )
 
 
-class FlaxXLMRobertaPreTrainedModel:
-    """A Linen module (`model.module`) plus its parameters (`model.params`), checkpoint IO and checks.
+class FlaxXLMRobertaPreTrainedModel(CheckpointIO):
+    """A Linen module (`model.module`) plus its parameters (`model.params`) and input checks.
 
     `dtype` is the computation dtype, `param_dtype` the dtype parameters are created and
     loaded in (bfloat16 compute over float32 parameters works).
@@ -1244,146 +1243,6 @@ class FlaxXLMRobertaPreTrainedModel:
             if entry[0].shape[-2] != length:
                 raise ValueError("past_key_values entries disagree on the cached length")
         return length
-
-    # -- checkpoint IO
-    def canonical_state(self, params: dict | None = None) -> dict[str, np.ndarray]:
-        """The weights under their canonical checkpoint names and layout, as numpy arrays."""
-        from xlmr_core.weight_mapping import to_canonical_state
-
-        flat = traverse_util.flatten_dict(self.params if params is None else params, sep="/")
-        return to_canonical_state({path: np.asarray(value) for path, value in flat.items()}, "flax")
-
-    def save_pretrained(self, save_directory: str | os.PathLike, max_shard_size: int | str | None = None):
-        """Write `config.json` and `model.safetensors` (or shards) in the shared checkpoint format."""
-        from xlmr_core.checkpoint import save_checkpoint
-
-        # Saved under the framework-neutral class name, so every framework picks the same head.
-        config = self.config.copy(architectures=[type(self).__name__.removeprefix("Flax")])
-        save_checkpoint(save_directory, self.canonical_state(), config, max_shard_size=max_shard_size)
-
-    def load_canonical_state(self, checkpoint: dict[str, np.ndarray], *, seed: int | None = None):
-        """Set the parameters from a canonical checkpoint; return missing and unexpected keys.
-
-        Raises `ValueError` naming the key when a shape disagrees. Base-model checkpoints load
-        into heads and head checkpoints into the base model (the `roberta.` prefix is matched).
-        Parameters the checkpoint lacks are freshly initialised.
-        """
-        from xlmr_core.weight_mapping import (
-            fold_aliases,
-            match_checkpoint,
-            to_canonical_state,
-            to_framework_state,
-        )
-
-        shapes = traverse_util.flatten_dict(self.parameter_shapes(), sep="/")
-        # Zero-byte stand-ins give each parameter's canonical name and shape through the one table.
-        stand_ins = {path: np.broadcast_to(np.zeros((), np.float32), s.shape) for path, s in shapes.items()}
-        expected = {name: array.shape for name, array in to_canonical_state(stand_ins, "flax").items()}
-        report = match_checkpoint(
-            expected,
-            fold_aliases(checkpoint, tie_word_embeddings=self.config.tie_word_embeddings),
-            base_model_prefix=self.base_model_prefix,
-        )
-        loaded = to_framework_state(report.state, "flax")
-        flat = {}
-        if report.missing:
-            fresh = self.init_weights(jax.random.PRNGKey(self.seed if seed is None else seed))
-            flat = traverse_util.flatten_dict(fresh, sep="/")
-        for path, array in loaded.items():
-            flat[path] = jnp.asarray(np.asarray(array), dtype=self.param_dtype)
-        self._params = traverse_util.unflatten_dict(flat, sep="/")
-        return {"missing_keys": list(report.missing), "unexpected_keys": list(report.unexpected)}
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        directory: str | os.PathLike,
-        *,
-        config: XLMRobertaConfig | None = None,
-        dtype: Dtype = jnp.float32,
-        param_dtype: Dtype = jnp.float32,
-        seed: int = 0,
-        output_loading_info: bool = False,
-        **config_overrides,
-    ):
-        """Build the model from a checkpoint directory.
-
-        Reads the shared format (`model.safetensors`, sharded or not), else the reference's
-        `flax_model.msgpack`, else `pytorch_model.bin` (needs torch). `dtype` is the
-        computation dtype, `param_dtype` the dtype the weights are loaded in. Missing and
-        unexpected keys are logged as warnings; with `output_loading_info=True` the call
-        returns `(model, {"missing_keys": [...], "unexpected_keys": [...]})`.
-        """
-        if config is None:
-            config = XLMRobertaConfig.from_pretrained(directory, **config_overrides)
-        elif config_overrides:
-            config = config.copy(**config_overrides)
-        model = cls(config, seed=seed, dtype=dtype, param_dtype=param_dtype, _do_init=False)
-        info = model.load_canonical_state(read_checkpoint(directory))
-        if info["missing_keys"]:
-            logger.warning(
-                "%s: weights not in the checkpoint at %s were newly initialised: %s",
-                cls.__name__,
-                directory,
-                info["missing_keys"],
-            )
-        if info["unexpected_keys"]:
-            logger.warning(
-                "%s: checkpoint weights at %s that this model does not use: %s",
-                cls.__name__,
-                directory,
-                info["unexpected_keys"],
-            )
-        return (model, info) if output_loading_info else model
-
-
-def read_checkpoint(directory: str | os.PathLike) -> dict[str, np.ndarray]:
-    """`{canonical name: array}` from a checkpoint directory; see `from_pretrained` for the order."""
-    from xlmr_core.checkpoint import (
-        FLAX_WEIGHTS_NAME,
-        SAFE_WEIGHTS_INDEX_NAME,
-        SAFE_WEIGHTS_NAME,
-        load_checkpoint,
-    )
-
-    directory = Path(directory)
-    has_safetensors = (directory / SAFE_WEIGHTS_NAME).is_file() or (
-        directory / SAFE_WEIGHTS_INDEX_NAME
-    ).is_file()
-    if not has_safetensors and (directory / FLAX_WEIGHTS_NAME).is_file():
-        return read_flax_msgpack(directory / FLAX_WEIGHTS_NAME)
-    return load_checkpoint(directory)
-
-
-def read_flax_msgpack(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read the reference's `flax_model.msgpack` into canonical names and layout.
-
-    Paths the naming rules do not know are kept as they are, so loading reports them as
-    unexpected instead of dropping them.
-    """
-    from flax import serialization
-
-    from xlmr_core.checkpoint import CheckpointError
-    from xlmr_core.weight_mapping import to_canonical_state
-
-    path = Path(path)
-    try:
-        tree = serialization.msgpack_restore(path.read_bytes())
-    except Exception as error:  # msgpack raises several unrelated types on bad bytes
-        raise CheckpointError(f"{path}: corrupt or truncated Flax msgpack file ({error})") from None
-    if not isinstance(tree, dict):
-        raise CheckpointError(f"{path}: expected a tree of parameters, found {type(tree).__name__}")
-    if set(tree) == {"params"}:
-        tree = tree["params"]
-    state = {}
-    for name, array in traverse_util.flatten_dict(tree, sep="/").items():
-        if not isinstance(array, np.ndarray):
-            raise CheckpointError(f"{path}: entry {name!r} is a {type(array).__name__}, not an array")
-        try:
-            state.update(to_canonical_state({name: array}, "flax"))
-        except KeyError:
-            state[name] = array
-    return state
 
 
 # ----------------------------------------------------------------------------- the models

@@ -26,12 +26,9 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from xlmr_core import (
@@ -52,6 +49,8 @@ from xlmr_core.modeling_utils import (
     classification_problem_type,
     relative_position_index,
 )
+
+from .checkpoint_io import CheckpointIO
 
 logger = logging.getLogger(__name__)
 
@@ -810,8 +809,8 @@ _INPUT_NAMES = (
 _INTEGER_INPUTS = ("input_ids", "token_type_ids", "position_ids")
 
 
-class TFXLMRobertaPreTrainedModel(keras.Model):
-    """Input handling, checkpoint IO and Keras training (`fit` with the model's own loss)."""
+class TFXLMRobertaPreTrainedModel(CheckpointIO, keras.Model):
+    """Input handling and Keras training (`fit` with the model's own loss); files: `CheckpointIO`."""
 
     base_model_prefix = "roberta"
     # The arguments that carry training targets, in the order a bare `y` fills them.
@@ -974,161 +973,6 @@ class TFXLMRobertaPreTrainedModel(keras.Model):
             targets = [x[name] for name in self.label_names if name in x]
             y = None if not targets else targets[0] if len(targets) == 1 else tuple(targets)
         return super().compute_metrics(x, y, self._prediction(y_pred), sample_weight)
-
-    # -- checkpoint IO
-    # The bare model's canonical names carry no `roberta.` prefix (as torch's XLMRobertaModel),
-    # although its layers sit under a `roberta` scope like the heads' (as in the reference).
-    strip_base_prefix = False
-
-    def _variables_by_path(self) -> dict[str, keras.Variable]:
-        """Every variable by its path below the model (`roberta/embeddings/...`), in the tf spelling."""
-        return {variable.path.split("/", 1)[1]: variable for variable in self.weights}
-
-    def to_canonical(self, framework_state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """`{tf path: array}` (weights, gradients, ...) -> canonical names and layout."""
-        from xlmr_core.weight_mapping import to_canonical_state
-
-        state = to_canonical_state(framework_state, "tf")
-        if self.strip_base_prefix:
-            state = {name.removeprefix(f"{self.base_model_prefix}."): array for name, array in state.items()}
-        return state
-
-    def from_canonical(self, canonical_state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Inverse of `to_canonical`."""
-        from xlmr_core.weight_mapping import to_framework_state
-
-        if self.strip_base_prefix:
-            canonical_state = {f"{self.base_model_prefix}.{k}": v for k, v in canonical_state.items()}
-        return to_framework_state(canonical_state, "tf")
-
-    def canonical_state(self) -> dict[str, np.ndarray]:
-        """The weights under their canonical checkpoint names and layout, as numpy arrays."""
-        return self.to_canonical(
-            {path: variable.numpy() for path, variable in self._variables_by_path().items()}
-        )
-
-    def save_pretrained(
-        self, save_directory: str | os.PathLike, max_shard_size: int | str | None = None
-    ) -> None:
-        """Write `config.json` and `model.safetensors` (or shards) in the shared checkpoint format."""
-        from xlmr_core.checkpoint import save_checkpoint
-
-        # The architecture is named framework-neutrally, as every framework reads the directory.
-        config = self.config.copy(architectures=[type(self).__name__.removeprefix("TF")])
-        save_checkpoint(save_directory, self.canonical_state(), config, max_shard_size=max_shard_size)
-
-    def load_canonical_state(self, checkpoint: Mapping[str, np.ndarray]) -> dict[str, list[str]]:
-        """Assign matching checkpoint arrays; return missing and unexpected keys.
-
-        Raises `ValueError` naming the key when a shape disagrees. Base-model checkpoints load
-        into heads and head checkpoints into the base model (the `roberta.` prefix is matched).
-        """
-        from xlmr_core.weight_mapping import fold_aliases, match_checkpoint
-
-        checkpoint = fold_aliases(
-            checkpoint,
-            tie_word_embeddings=self.config.tie_word_embeddings,
-            base_model_prefix=self.base_model_prefix,
-        )
-        paths = self._variables_by_path()
-        # Shapes in canonical layout: map uninitialised stand-ins through the same rules.
-        stand_ins = {path: np.empty(tuple(v.shape), np.int8) for path, v in paths.items()}
-        expected = {name: array.shape for name, array in self.to_canonical(stand_ins).items()}
-        report = match_checkpoint(expected, checkpoint, base_model_prefix=self.base_model_prefix)
-        for path, array in self.from_canonical(report.state).items():
-            variable = paths[path]
-            variable.assign(np.asarray(array).astype(variable.dtype))
-        return {"missing_keys": list(report.missing), "unexpected_keys": list(report.unexpected)}
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        directory: str | os.PathLike,
-        *,
-        config: XLMRobertaConfig | None = None,
-        output_loading_info: bool = False,
-        **config_overrides,
-    ):
-        """Build the model from a checkpoint directory.
-
-        Reads the shared format (safetensors, or the reference's `pytorch_model.bin` when torch
-        is installed) and, when neither safetensors file is there, the reference's `tf_model.h5`.
-        Missing and unexpected keys are logged as warnings; with `output_loading_info=True`
-        the call returns `(model, {"missing_keys": [...], "unexpected_keys": [...]})`.
-        For mixed precision set `keras.mixed_precision.set_global_policy(...)` first.
-        """
-        if config is None:
-            config = XLMRobertaConfig.from_pretrained(directory, **config_overrides)
-        elif config_overrides:
-            config = config.copy(**config_overrides)
-        model = cls(config)
-        info = model.load_canonical_state(_read_weights(Path(directory)))
-        if info["missing_keys"]:
-            logger.warning(
-                "%s: weights not in the checkpoint at %s were newly initialised: %s",
-                cls.__name__,
-                directory,
-                info["missing_keys"],
-            )
-        if info["unexpected_keys"]:
-            logger.warning(
-                "%s: checkpoint weights at %s that this model does not use: %s",
-                cls.__name__,
-                directory,
-                info["unexpected_keys"],
-            )
-        return (model, info) if output_loading_info else model
-
-
-def _read_weights(directory: Path) -> dict[str, np.ndarray]:
-    """Canonical arrays from a checkpoint directory (see `from_pretrained` for the order)."""
-    from xlmr_core.checkpoint import (
-        SAFE_WEIGHTS_INDEX_NAME,
-        SAFE_WEIGHTS_NAME,
-        TF_WEIGHTS_NAME,
-        load_checkpoint,
-    )
-
-    has_safetensors = (directory / SAFE_WEIGHTS_NAME).is_file() or (
-        directory / SAFE_WEIGHTS_INDEX_NAME
-    ).is_file()
-    if not has_safetensors and (directory / TF_WEIGHTS_NAME).is_file():
-        return read_tf_h5(directory / TF_WEIGHTS_NAME)
-    return load_checkpoint(directory)
-
-
-def read_tf_h5(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Canonical arrays from a reference `tf_model.h5` (Keras 2 `save_weights` layout).
-
-    Each weight is stored as `<top layer>/<model scope>/<path>:0`; the model scope and the
-    `:0` suffix are dropped and the path goes through the tf naming rules.
-    """
-    import h5py
-
-    from xlmr_core.checkpoint import CheckpointError
-    from xlmr_core.weight_mapping import to_canonical_state
-
-    framework_state: dict[str, np.ndarray] = {}
-    try:
-        with h5py.File(path, "r") as file:
-            for layer_name in _h5_names(file.attrs, "layer_names"):
-                group = file[layer_name]
-                for weight_name in _h5_names(group.attrs, "weight_names"):
-                    short = weight_name.split("/", 1)[1] if "/" in weight_name else weight_name
-                    short = short.removesuffix(":0")
-                    framework_state[short] = np.asarray(group[weight_name])
-    except (OSError, KeyError) as error:
-        raise CheckpointError(f"{path}: not a readable Keras weights file ({error})") from None
-    try:
-        return to_canonical_state(framework_state, "tf")
-    except KeyError as error:
-        raise CheckpointError(f"{path}: {error.args[0]}") from None
-
-
-def _h5_names(attrs, key: str) -> list[str]:
-    if key not in attrs:
-        raise KeyError(f"no {key!r} attribute")
-    return [n.decode("utf8") if isinstance(n, bytes) else str(n) for n in attrs[key]]
 
 
 # ----------------------------------------------------------------------------- the models

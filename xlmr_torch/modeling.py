@@ -27,11 +27,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
-import warnings
 
-import ml_dtypes
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
@@ -55,6 +51,8 @@ from xlmr_core.modeling_utils import (
     classification_problem_type,
     relative_position_index,
 )
+
+from .checkpoint_io import CheckpointIO
 
 logger = logging.getLogger(__name__)
 
@@ -429,44 +427,11 @@ def _check_labels_shape(labels, shapes: list[tuple[int, ...]], name: str = "labe
         check_labels_shape(name, labels.shape, shapes[0])
 
 
-# ----------------------------------------------------------------------------- numpy <-> torch
-
-
-def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    """CPU numpy view of a tensor; bfloat16 becomes `ml_dtypes.bfloat16` (numpy has no bf16)."""
-    tensor = tensor.detach().cpu().contiguous()
-    if tensor.dtype == torch.bfloat16:
-        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return tensor.numpy()
-
-
-def _from_numpy(array: np.ndarray) -> torch.Tensor:
-    """Tensor sharing the array's memory, for an immediate `copy_` into a parameter."""
-    array = np.asarray(array)
-    with warnings.catch_warnings():
-        # Memory-mapped checkpoints are read-only; we only ever read from the result.
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        if array.dtype == ml_dtypes.bfloat16:
-            return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
-        return torch.from_numpy(array)
-
-
-def _can_share(array: np.ndarray, tensor: torch.Tensor, target: torch.Tensor) -> bool:
-    """Whether `target` may use `array`'s memory as is: writable, same dtype and shape, aligned."""
-    return (
-        array.flags.writeable
-        and array.flags.c_contiguous
-        and tensor.dtype == target.dtype
-        and tensor.shape == target.shape
-        and tensor.data_ptr() % tensor.element_size() == 0
-    )
-
-
 # ----------------------------------------------------------------------------- base class
 
 
-class XLMRobertaPreTrainedModel(nn.Module):
-    """Weight init, checkpoint IO, weight tying and gradient checkpointing for every model."""
+class XLMRobertaPreTrainedModel(CheckpointIO, nn.Module):
+    """Weight init, weight tying and gradient checkpointing for every model (files: `CheckpointIO`)."""
 
     base_model_prefix = "roberta"
 
@@ -555,126 +520,6 @@ class XLMRobertaPreTrainedModel(nn.Module):
     @property
     def is_gradient_checkpointing(self) -> bool:
         return any(m.gradient_checkpointing for m in self.modules() if isinstance(m, XLMRobertaEncoder))
-
-    # -- checkpoint IO
-    def _aliases(self) -> set[str]:
-        """State-dict names that are another name of a tensor already saved under its canonical name."""
-        names = set(self.state_dict())
-        aliases = {"lm_head.decoder.bias"} & names
-        if self.config.tie_word_embeddings and "lm_head.decoder.weight" in names:
-            aliases.add("lm_head.decoder.weight")
-        return aliases
-
-    def canonical_state(self) -> dict[str, np.ndarray]:
-        """The weights under their canonical checkpoint names, as numpy arrays."""
-        aliases = self._aliases()
-        return {name: _to_numpy(t) for name, t in self.state_dict().items() if name not in aliases}
-
-    def save_pretrained(
-        self, save_directory: str | os.PathLike, max_shard_size: int | str | None = None
-    ) -> None:
-        """Write `config.json` and `model.safetensors` (or shards) in the shared checkpoint format."""
-        from xlmr_core.checkpoint import save_checkpoint
-
-        config = self.config.copy(architectures=[type(self).__name__])
-        save_checkpoint(save_directory, self.canonical_state(), config, max_shard_size=max_shard_size)
-
-    def load_canonical_state(
-        self, checkpoint: dict[str, np.ndarray], initialise_missing: bool = False, share_memory: bool = False
-    ) -> dict[str, list[str]]:
-        """Copy matching checkpoint arrays into this model; return missing and unexpected keys.
-
-        Raises `ValueError` naming the key when a shape disagrees. Base-model checkpoints load into
-        heads and head checkpoints into the base model (the `roberta.` prefix is matched).
-        `initialise_missing=True` first gives the modules of missing weights their fresh
-        initialisation (for a model whose storage was allocated but never initialised).
-        `share_memory=True` lets a parameter take a writable (copy-on-write) array's memory
-        instead of copying it, when dtype and alignment allow.
-        """
-        from xlmr_core.weight_mapping import fold_aliases, match_checkpoint
-
-        checkpoint = fold_aliases(
-            checkpoint,
-            tie_word_embeddings=self.config.tie_word_embeddings,
-            base_model_prefix=self.base_model_prefix,
-        )
-        params = self.state_dict(keep_vars=True)
-        aliases = self._aliases()
-        expected = {name: tuple(t.shape) for name, t in params.items() if name not in aliases}
-        report = match_checkpoint(expected, checkpoint, base_model_prefix=self.base_model_prefix)
-        if initialise_missing:
-            owners = {name.rpartition(".")[0] for name in report.missing}
-            for owner in sorted(owners):
-                self._init_weights(self.get_submodule(owner))
-        with torch.no_grad():
-            for name, array in report.state.items():
-                tensor, target = _from_numpy(array), params[name]
-                if share_memory and _can_share(array, tensor, target):
-                    # A copy-on-write map: pages are read from the file on first use and
-                    # copied privately only if training writes them; nothing is copied now.
-                    target.data = tensor
-                else:
-                    target.copy_(tensor)
-        return {"missing_keys": list(report.missing), "unexpected_keys": list(report.unexpected)}
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        directory: str | os.PathLike,
-        *,
-        config: XLMRobertaConfig | None = None,
-        dtype: torch.dtype | None = None,
-        output_loading_info: bool = False,
-        torch_dtype: torch.dtype | None = None,
-        **config_overrides,
-    ):
-        """Build the model from a checkpoint directory, in eval mode.
-
-        `dtype` (float32, float16, bfloat16; `torch_dtype` is accepted as the reference's
-        spelling) sets the parameter dtype; the default is float32.
-        Missing and unexpected keys are logged as warnings; with `output_loading_info=True` the
-        call returns `(model, {"missing_keys": [...], "unexpected_keys": [...]})`.
-        """
-        from xlmr_core.checkpoint import load_checkpoint
-
-        if torch_dtype is not None:
-            if dtype is not None and dtype != torch_dtype:
-                raise ValueError(f"dtype={dtype} and torch_dtype={torch_dtype} disagree")
-            dtype = torch_dtype
-        if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
-        if config is None:
-            config = XLMRobertaConfig.from_pretrained(directory, **config_overrides)
-        elif config_overrides:
-            config = config.copy(**config_overrides)
-        # Randomly initialising every weight takes seconds at base size, and the checkpoint
-        # overwrites nearly all of it: allocate without initialising, then initialise only
-        # what the checkpoint lacks.
-        with torch.device("meta"):
-            model = cls(config)
-        model.to_empty(device="cpu")
-        model.tie_weights()
-        if dtype is not None:
-            model.to(dtype)
-        info = model.load_canonical_state(
-            load_checkpoint(directory), initialise_missing=True, share_memory=True
-        )
-        if info["missing_keys"]:
-            logger.warning(
-                "%s: weights not in the checkpoint at %s were newly initialised: %s",
-                cls.__name__,
-                directory,
-                info["missing_keys"],
-            )
-        if info["unexpected_keys"]:
-            logger.warning(
-                "%s: checkpoint weights at %s that this model does not use: %s",
-                cls.__name__,
-                directory,
-                info["unexpected_keys"],
-            )
-        model.eval()
-        return (model, info) if output_loading_info else model
 
     def _format_output(self, output, return_dict):
         use_dict = self.config.return_dict if return_dict is None else return_dict

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conversion.architecture import expected_shapes
 from xlmr_core import XLMRobertaConfig
+from xlmr_core.architecture import expected_shapes
 
 _PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "_flops.py"
 _spec = importlib.util.spec_from_file_location("bench_flops", _PATH)

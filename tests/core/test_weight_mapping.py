@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from xlmr_core import weight_mapping as wm
+from xlmr_core.checkpoint import canonicalize
 
 # Names as the reference implementation spells them in each framework (read off its
 # TF and Flax model definitions), against the canonical PyTorch name.
@@ -169,10 +170,10 @@ EMBEDDINGS = np.arange(6.0).reshape(3, 2)
 
 
 def test_a_second_name_of_the_lm_bias_is_folded_into_the_canonical_one():
-    folded = wm.fold_aliases({"lm_head.decoder.bias": np.ones(3)}, tie_word_embeddings=True)
+    folded = canonicalize({"lm_head.decoder.bias": np.ones(3)}, tie_word_embeddings=True)
     assert list(folded) == ["lm_head.bias"]
     both = {"lm_head.bias": np.ones(3), "lm_head.decoder.bias": np.ones(3)}
-    assert list(wm.fold_aliases(both, tie_word_embeddings=True)) == ["lm_head.bias"]
+    assert list(canonicalize(both, tie_word_embeddings=True)) == ["lm_head.bias"]
 
 
 def test_a_saved_copy_of_the_tied_decoder_is_dropped_only_when_it_is_a_copy():
@@ -180,12 +181,12 @@ def test_a_saved_copy_of_the_tied_decoder_is_dropped_only_when_it_is_a_copy():
         "roberta.embeddings.word_embeddings.weight": EMBEDDINGS,
         "lm_head.decoder.weight": EMBEDDINGS.copy(),
     }
-    assert "lm_head.decoder.weight" not in wm.fold_aliases(state, tie_word_embeddings=True)
-    assert "lm_head.decoder.weight" in wm.fold_aliases(state, tie_word_embeddings=False)
+    assert "lm_head.decoder.weight" not in canonicalize(state, tie_word_embeddings=True)
+    assert "lm_head.decoder.weight" in canonicalize(state, tie_word_embeddings=False)
     different = state | {"lm_head.decoder.weight": EMBEDDINGS + 1}
-    assert "lm_head.decoder.weight" in wm.fold_aliases(different, tie_word_embeddings=True)
+    assert "lm_head.decoder.weight" in canonicalize(different, tie_word_embeddings=True)
 
 
 def test_disagreeing_bias_copies_are_kept_for_the_loader_to_report():
     state = {"lm_head.bias": np.ones(3), "lm_head.decoder.bias": np.zeros(3)}
-    assert set(wm.fold_aliases(state, tie_word_embeddings=True)) == set(state)
+    assert set(canonicalize(state, tie_word_embeddings=True)) == set(state)

@@ -18,8 +18,6 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from conversion import formats
-from conversion.architecture import HEADS, expected_shapes
 from conversion.cli import main
 from conversion.errors import (
     EXIT_CORRUPT_FILE,
@@ -32,7 +30,9 @@ from conversion.errors import (
     EXIT_USAGE,
 )
 from tests.cross.harness import tiny_config
-from xlmr_core.checkpoint import load_checkpoint, save_checkpoint
+from xlmr_core.architecture import HEADS, expected_shapes
+from xlmr_core.checkpoint import FLOAT_DTYPES, load_checkpoint, save_checkpoint
+from xlmr_core.formats import flax_msgpack, safetensors
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Every format, and how a directory holding only that format is recognised.
@@ -150,7 +150,7 @@ def test_bfloat16_round_trips_through_flax_and_safetensors(tmp_path):
 def test_dtype_casts_every_floating_tensor_and_records_it(tmp_path, dtype):
     original = write_checkpoint(tmp_path / "canonical")
     assert convert(tmp_path / "canonical", tmp_path / "out", "--dtype", dtype) == 0
-    want = {k: v.astype(formats.DTYPES[dtype]) for k, v in original.items()}
+    want = {k: v.astype(FLOAT_DTYPES[dtype]) for k, v in original.items()}
     assert_bit_exact(load_checkpoint(tmp_path / "out"), want)
     assert json.loads((tmp_path / "out" / "config.json").read_text())["torch_dtype"] == dtype
 
@@ -189,7 +189,7 @@ def test_flax_file_is_byte_identical_to_flax_serialization(tmp_path):
 def test_flax_arrays_above_the_chunk_limit_are_chunked_like_flax(tmp_path, monkeypatch):
     serialization = pytest.importorskip("flax.serialization")
     original = write_checkpoint(tmp_path / "canonical")
-    monkeypatch.setattr(formats, "FLAX_MAX_CHUNK_BYTES", 1000)  # the word embeddings need 13 chunks
+    monkeypatch.setattr(flax_msgpack, "FLAX_MAX_CHUNK_BYTES", 1000)  # the word embeddings need 13 chunks
     assert convert(tmp_path / "canonical", tmp_path / "out", "--format", "flax") == 0
     raw = (tmp_path / "out" / "flax_model.msgpack").read_bytes()
     restored = serialization.msgpack_restore(raw)
@@ -246,7 +246,7 @@ def test_overwrite_replaces_the_whole_destination(tmp_path):
 
 
 def _interrupt_after(monkeypatch, calls: int) -> None:
-    write_array = formats._write_array
+    write_array = safetensors.write_array
     count = {"n": 0}
 
     def interrupted(f, array):
@@ -255,7 +255,7 @@ def _interrupt_after(monkeypatch, calls: int) -> None:
             raise KeyboardInterrupt
         write_array(f, array)
 
-    monkeypatch.setattr(formats, "_write_array", interrupted)
+    monkeypatch.setattr(safetensors, "write_array", interrupted)
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new-destination", "overwrite"])
@@ -323,12 +323,59 @@ def test_bad_arguments_are_exit_2(tmp_path, capsys, args):
     assert not (tmp_path / "out").exists()
 
 
-def test_shape_that_disagrees_with_the_config_is_exit_5(tmp_path, capsys):
+@pytest.mark.parametrize("command", ["inspect", "convert"])
+def test_shape_that_disagrees_with_the_config_is_exit_5_before_anything_is_written(tmp_path, capsys, command):
     state = write_checkpoint(tmp_path / "canonical")
     state["lm_head.dense.weight"] = np.zeros((32, 31), np.float32)
     save_checkpoint(tmp_path / "canonical", state)
-    assert main(["inspect", str(tmp_path / "canonical")]) == EXIT_SHAPE_MISMATCH
-    assert "lm_head.dense.weight" in capsys.readouterr().err
+    args = [command, str(tmp_path / "canonical")] + ([str(tmp_path / "out")] if command == "convert" else [])
+    assert main(args) == EXIT_SHAPE_MISMATCH
+    error = capsys.readouterr().err
+    assert "lm_head.dense.weight" in error and "[32, 31]" in error and "[32, 32]" in error
+    assert error.count("\n") == 1 and len(error) <= 330  # "xlmr-convert: error: " + 300
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["canonical"]
+
+
+def _refused_pickle(path):
+    import pickle
+    import zipfile
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"w": Payload()}, protocol=2))
+
+
+def _thousand_dimensions(path):
+    import json
+    import struct
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1] * 1000, "data_offsets": [0, 4]}}).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
+
+
+@pytest.mark.parametrize(
+    ("name", "spoil"),
+    [
+        ("pytorch_model.bin", _refused_pickle),
+        ("pytorch_model.bin", lambda path: path.write_bytes(b"PK\x03\x04 not really a zip")),
+        ("model.safetensors", _thousand_dimensions),
+    ],
+    ids=["refused-pickle", "corrupt-zip", "1000-dimensions"],
+)
+@pytest.mark.parametrize("command", ["convert", "inspect", "verify"])
+def test_hostile_weight_files_are_exit_4_in_one_short_line(tmp_path, capsys, name, spoil, command):
+    write_checkpoint(tmp_path / "canonical")
+    (tmp_path / "canonical" / "model.safetensors").unlink()
+    spoil(tmp_path / "canonical" / name)
+    args = [command, str(tmp_path / "canonical")] + ([str(tmp_path / "out")] if command == "convert" else [])
+    assert main(args) == EXIT_CORRUPT_FILE
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and len(captured.err) <= 330 and name in captured.err
+    assert "ran" not in captured.out and "Traceback" not in captured.err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("command", [[], ["convert"], ["from-fairseq"], ["verify"], ["inspect"]])
@@ -407,10 +454,22 @@ def test_safetensors_conversion_needs_no_framework(tmp_path):
     assert _run_without_frameworks("inspect", tmp_path / "out").returncode == 0
 
 
-@pytest.mark.parametrize("fmt, extra", [("torch", "xlmr[torch]"), ("tf", "xlmr[tf]")])
-def test_format_needing_a_missing_library_names_the_extra(tmp_path, fmt, extra):
+def test_a_format_needing_a_missing_library_names_the_extra(tmp_path):
     write_checkpoint(tmp_path / "canonical")
-    result = _run_without_frameworks("convert", tmp_path / "canonical", tmp_path / "out", "--format", fmt)
+    result = _run_without_frameworks("convert", tmp_path / "canonical", tmp_path / "out", "--format", "tf")
     assert result.returncode == EXIT_MISSING_DEPENDENCY
-    assert extra in result.stderr and result.stderr.count("\n") == 1
+    assert "xlmr[tf]" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_torch_and_flax_files_are_written_and_read_without_any_framework(tmp_path):
+    original = write_checkpoint(tmp_path / "canonical")
+    for fmt in ("torch", "flax"):
+        out = tmp_path / f"out-{fmt}"
+        result = _run_without_frameworks("convert", tmp_path / "canonical", out, "--format", fmt)
+        assert result.returncode == 0, result.stderr
+        (out / "model.safetensors").unlink()  # so that the next step reads the framework file
+        back = tmp_path / f"back-{fmt}"
+        result = _run_without_frameworks("convert", out, back)
+        assert result.returncode == 0, result.stderr
+        assert_bit_exact(load_checkpoint(back), original)

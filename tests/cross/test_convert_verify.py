@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import json
 
 import numpy as np
 import pytest
 
 from conversion import verify
-from conversion.architecture import HEADS
 from conversion.cli import main
-from conversion.errors import EXIT_MISSING_DEPENDENCY, EXIT_VERIFY_FAILED
+from conversion.errors import EXIT_MISSING_DEPENDENCY, EXIT_SHAPE_MISMATCH, EXIT_VERIFY_FAILED
 from tests.cross.test_convert_cli import make_format, write_checkpoint
+from xlmr_core.architecture import HEADS
 
 pytest.importorskip("xlmr_torch")
 
@@ -115,12 +116,23 @@ def test_verify_tokenizes_multilingual_text_with_the_directory_tokenizer(
     np.testing.assert_array_equal(captured["input_ids"], np.asarray(expected["input_ids"]))
 
 
-def test_verify_reads_other_formats_through_a_converted_copy(tmp_path, capsys):
+@pytest.mark.parametrize("fmt", ["torch", "tf", "flax"])
+def test_verify_runs_every_framework_on_any_weights_file_directly(tmp_path, capsys, fmt):
     write_checkpoint(tmp_path / "canonical")
-    flax_only = make_format(tmp_path, tmp_path / "canonical", "flax", "flax-only")
-    assert main(["verify", str(flax_only), "--frameworks", "torch"]) == 0
+    only = make_format(tmp_path, tmp_path / "canonical", fmt, f"{fmt}-only")
+    assert main(["verify", str(only)]) == 0
     captured = capsys.readouterr()
-    assert "verifying a converted copy" in captured.err and "PASS" in captured.out
+    assert "converted" not in captured.err and "PASS" in captured.out and "skipped" not in captured.out
+
+
+def test_verify_on_a_wrong_shaped_checkpoint_is_exit_5_in_one_line(tmp_path, capsys):
+    write_checkpoint(tmp_path / "canonical")
+    config = json.loads((tmp_path / "canonical" / "config.json").read_text())
+    config["intermediate_size"] += 1
+    (tmp_path / "canonical" / "config.json").write_text(json.dumps(config))
+    assert main(["verify", str(tmp_path / "canonical")]) == EXIT_SHAPE_MISMATCH
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "intermediate.dense" in err and len(err) <= 320
 
 
 def test_gpu_without_a_gpu_is_a_clear_error(tmp_path, capsys):

@@ -11,7 +11,7 @@ import pytest
 from flax import serialization
 
 from tests.flax.conftest import model_class, token_batch
-from xlmr_core.checkpoint import CheckpointError, read_safetensors
+from xlmr_core.checkpoint import CheckpointError, load_checkpoint
 
 
 def outputs_equal(a, b, ids, mask):
@@ -24,9 +24,7 @@ def test_save_then_load_gives_the_same_model(make_model, tmp_path):
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["architectures"] == ["XLMRobertaForMaskedLM"]
-    assert "roberta.encoder.layer.0.attention.self.query.weight" in read_safetensors(
-        tmp_path / "model.safetensors"
-    )
+    assert "roberta.encoder.layer.0.attention.self.query.weight" in load_checkpoint(tmp_path)
     loaded, info = model_class("ForMaskedLM").from_pretrained(tmp_path, output_loading_info=True)
     assert info == {"missing_keys": [], "unexpected_keys": []}
     outputs_equal(model, loaded, *token_batch(model.config))
@@ -35,7 +33,7 @@ def test_save_then_load_gives_the_same_model(make_model, tmp_path):
 def test_linear_weights_are_saved_in_the_canonical_out_in_layout(make_model, tmp_path):
     model = make_model("ForSequenceClassification")
     model.save_pretrained(tmp_path)
-    state = read_safetensors(tmp_path / "model.safetensors")
+    state = load_checkpoint(tmp_path)
     kernel = np.asarray(model.params["roberta"]["encoder"]["layer"]["0"]["intermediate"]["dense"]["kernel"])
     assert kernel.shape == (32, 37)
     np.testing.assert_array_equal(state["roberta.encoder.layer.0.intermediate.dense.weight"], kernel.T)
@@ -80,7 +78,7 @@ def test_bfloat16_parameters_load_and_save_as_bfloat16(make_model, tmp_path):
     )
     assert {x.dtype for x in jax.tree_util.tree_leaves(low.params)} == {jnp.dtype(jnp.bfloat16)}
     low.save_pretrained(tmp_path / "bf16")
-    state = read_safetensors(tmp_path / "bf16" / "model.safetensors")
+    state = load_checkpoint(tmp_path / "bf16")
     assert str(state["qa_outputs.weight"].dtype) == "bfloat16"
 
 
@@ -118,3 +116,34 @@ def test_a_corrupt_msgpack_is_a_clear_error(make_model, tmp_path):
 def test_a_missing_directory_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         model_class("Model").from_pretrained(tmp_path / "nowhere")
+
+
+_LOAD_BIN_WITHOUT_TORCH = """
+import sys
+import numpy as np
+import xlmr_flax
+model = xlmr_flax.FlaxXLMRobertaForMaskedLM.from_pretrained(sys.argv[1])
+np.save(sys.argv[2], np.asarray(model(np.load(sys.argv[3]), np.load(sys.argv[4])).logits))
+assert "torch" not in sys.modules, "reading pytorch_model.bin imported torch"
+"""
+
+
+def test_a_pytorch_bin_loads_without_torch(make_model, tmp_path):
+    import subprocess
+    import sys
+
+    from xlmr_core.checkpoint import write_weights
+
+    model = make_model("ForMaskedLM")
+    (tmp_path / "bin").mkdir()
+    model.config.copy(architectures=["XLMRobertaForMaskedLM"]).save_pretrained(tmp_path / "bin")
+    write_weights(tmp_path / "bin", model.canonical_state(), "torch")
+    ids, mask = token_batch(model.config)
+    np.save(tmp_path / "ids.npy", np.asarray(ids))
+    np.save(tmp_path / "mask.npy", np.asarray(mask))
+    args = [tmp_path / "bin", tmp_path / "logits.npy", tmp_path / "ids.npy", tmp_path / "mask.npy"]
+    result = subprocess.run(
+        [sys.executable, "-c", _LOAD_BIN_WITHOUT_TORCH, *map(str, args)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "logits.npy"), np.asarray(model(ids, mask).logits))

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import xlmr_tf
-from xlmr_core.checkpoint import read_safetensors
+from xlmr_core.checkpoint import load_checkpoint
 
 from .conftest import HEADS, build, config_for, inputs_for, token_ids
 
@@ -30,7 +30,7 @@ def test_save_then_load_gives_identical_outputs_and_reports_nothing(head, tmp_pa
 def test_saved_names_and_layout_are_canonical(tmp_path):
     model = build("TFXLMRobertaForMaskedLM")
     model.save_pretrained(tmp_path)
-    state = read_safetensors(tmp_path / "model.safetensors")
+    state = load_checkpoint(tmp_path)
     kernel = model.roberta.encoder.layer[0].intermediate.dense.kernel.numpy()  # [in, out]
     np.testing.assert_array_equal(state["roberta.encoder.layer.0.intermediate.dense.weight"], kernel.T)
     assert "lm_head.bias" in state and "lm_head.decoder.weight" not in state  # tied: saved once
@@ -71,7 +71,7 @@ def test_an_untied_lm_head_saves_and_loads_its_own_matrix(tmp_path):
         "TFXLMRobertaForMaskedLM", config=config_for("TFXLMRobertaForMaskedLM", tie_word_embeddings=False)
     )
     model.save_pretrained(tmp_path)
-    assert "lm_head.decoder.weight" in read_safetensors(tmp_path / "model.safetensors")
+    assert "lm_head.decoder.weight" in load_checkpoint(tmp_path)
     loaded = xlmr_tf.TFXLMRobertaForMaskedLM.from_pretrained(tmp_path)
     np.testing.assert_array_equal(loaded(token_ids()).logits, model(token_ids()).logits)
 
@@ -91,3 +91,34 @@ def test_a_corrupt_tf_h5_is_a_clear_error(tmp_path):
     (tmp_path / "tf_model.h5").write_bytes(b"not an hdf5 file")
     with pytest.raises(CheckpointError, match="tf_model.h5"):
         xlmr_tf.TFXLMRobertaModel.from_pretrained(tmp_path)
+
+
+_LOAD_BIN_WITHOUT_TORCH = """
+import sys
+import numpy as np
+import xlmr_tf
+model = xlmr_tf.TFXLMRobertaForMaskedLM.from_pretrained(sys.argv[1])
+np.save(sys.argv[2], np.asarray(model({"input_ids": np.load(sys.argv[3])}, training=False).logits))
+assert "torch" not in sys.modules, "reading pytorch_model.bin imported torch"
+"""
+
+
+def test_a_pytorch_bin_loads_without_torch(tmp_path):
+    import subprocess
+    import sys
+
+    from xlmr_core.checkpoint import write_weights
+
+    model = build("TFXLMRobertaForMaskedLM", seed=4)
+    model.save_pretrained(tmp_path / "saved")
+    (tmp_path / "bin").mkdir()
+    model.config.copy(architectures=["XLMRobertaForMaskedLM"]).save_pretrained(tmp_path / "bin")
+    write_weights(tmp_path / "bin", load_checkpoint(tmp_path / "saved"), "torch")
+    np.save(tmp_path / "ids.npy", token_ids())
+    args = [tmp_path / "bin", tmp_path / "logits.npy", tmp_path / "ids.npy"]
+    result = subprocess.run(
+        [sys.executable, "-c", _LOAD_BIN_WITHOUT_TORCH, *map(str, args)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = model({"input_ids": np.load(tmp_path / "ids.npy")}, training=False).logits
+    np.testing.assert_array_equal(np.load(tmp_path / "logits.npy"), np.asarray(expected))

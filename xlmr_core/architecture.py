@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from xlmr_core import XLMRobertaConfig
-from xlmr_core.weight_mapping import BASE_MODEL_PREFIX
+from .configuration import XLMRobertaConfig
+from .weight_mapping import BASE_MODEL_PREFIX
 
 HEADS = (
     "Model",

@@ -1,0 +1,125 @@
+"""What every format shares: lazy tensors, the errors, and keeping messages to one short line."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+# Dimensions per tensor that any format may declare; real weights have at most 2.
+MAX_DIMENSIONS = 8
+# Longest message of this layer; longer library text is cut (the rule of one short line).
+MAX_MESSAGE = 300
+
+
+class CheckpointError(ValueError):
+    """A weights file is corrupt, truncated, refused, or disagrees with what it should hold."""
+
+
+class UnsupportedCheckpointError(CheckpointError):
+    """A file of a kind (or a variant of a format) this project does not read."""
+
+
+class CheckpointShapeError(CheckpointError):
+    """A tensor's shape disagrees with the model or the config."""
+
+
+class MissingDependencyError(ImportError):
+    """Reading or writing a format needs a library that is not installed (the message names the extra)."""
+
+
+def short(value, limit: int = 80) -> str:
+    """`repr(value)` on one line, cut to `limit` characters: input never makes a message unbounded."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """`text` on one line, cut to `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def reason(error: BaseException, limit: int = 120) -> str:
+    """The first line of a library's error text, cut to `limit` characters."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def require(module: str, what: str, extra: str):
+    """Import `module`, or raise `MissingDependencyError` naming the extra that provides it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(f"{what} needs {module}: pip install 'xlmr[{extra}]'") from None
+
+
+def checked_shape(shape, where: str) -> tuple[int, ...]:
+    """A shape read from a file header: a short list of non-negative ints, or `CheckpointError`."""
+    if not isinstance(shape, (list, tuple)):
+        raise CheckpointError(f"{where}: shape {short(shape)} is not a list of sizes")
+    if len(shape) > MAX_DIMENSIONS:
+        raise CheckpointError(f"{where}: shape has {len(shape)} dimensions (at most {MAX_DIMENSIONS})")
+    if not all(type(d) is int and d >= 0 for d in shape):
+        raise CheckpointError(f"{where}: shape {short(shape)} holds something not a size >= 0")
+    return tuple(shape)
+
+
+@dataclass
+class LazyTensor:
+    """A tensor whose shape and dtype are known and whose data is read by `load()`."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    load: Callable[[], np.ndarray]
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    @property
+    def T(self) -> LazyTensor:  # noqa: N802 - the numpy spelling, so weight_mapping can transpose it
+        load = self.load
+        return LazyTensor(self.shape[::-1], self.dtype, lambda: load().T)
+
+    def cast(self, dtype) -> LazyTensor:
+        """The same tensor in floating `dtype`; integer and bool tensors are left as they are."""
+        dtype = np.dtype(dtype)
+        is_float = self.dtype.kind == "f" or self.dtype == BFLOAT16
+        if dtype == self.dtype or not is_float:
+            return self
+        load = self.load
+        return LazyTensor(self.shape, dtype, lambda: load().astype(dtype))
+
+    def checked_load(self, name: str) -> np.ndarray:
+        """`load()`, making sure the data is what the header promised."""
+        array = np.asarray(self.load())
+        if tuple(array.shape) != tuple(self.shape) or array.dtype != self.dtype:
+            raise CheckpointError(
+                f"tensor {name!r} should be {self.dtype} {list(self.shape)}, "
+                f"the file gives {array.dtype} {list(array.shape)}"
+            )
+        return array
+
+
+def eager(array) -> LazyTensor:
+    """A `LazyTensor` over an array already in memory (or memory-mapped)."""
+    array = np.asarray(array)
+    return LazyTensor(tuple(array.shape), np.dtype(array.dtype), lambda: array)
+
+
+def as_lazy(tensors) -> dict[str, LazyTensor]:
+    """`{name: LazyTensor}` from a mapping of arrays, `LazyTensor`s or both."""
+    return {name: t if isinstance(t, LazyTensor) else eager(t) for name, t in tensors.items()}
+
+
+def write_array(f, array: np.ndarray) -> None:
+    """Append `array`'s bytes to `f`, little-endian and C-ordered."""
+    little = array if array.dtype.byteorder in "<|=" else array.astype(array.dtype.newbyteorder("<"))
+    f.write(np.ascontiguousarray(little).reshape(-1).view(np.uint8).data)

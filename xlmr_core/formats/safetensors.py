@@ -1,0 +1,200 @@
+"""`model.safetensors`: 8-byte header length, a JSON header, then raw little-endian bytes.
+
+The format is small enough to read and write here: reads validate every entry and offset
+before touching data, writes stream one tensor at a time, bfloat16 is `ml_dtypes.bfloat16`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import BFLOAT16, CheckpointError, LazyTensor, checked_shape, short, write_array
+
+DTYPES: dict[str, np.dtype] = {
+    "F64": np.dtype(np.float64),
+    "F32": np.dtype(np.float32),
+    "F16": np.dtype(np.float16),
+    "BF16": BFLOAT16,
+    "I64": np.dtype(np.int64),
+    "I32": np.dtype(np.int32),
+    "I16": np.dtype(np.int16),
+    "I8": np.dtype(np.int8),
+    "U8": np.dtype(np.uint8),
+    "BOOL": np.dtype(np.bool_),
+}
+_DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+
+# The format's own reference caps the header at 100 MB; JSON nesting past this depth is no header.
+MAX_HEADER_BYTES = 100_000_000
+_MAX_JSON_DEPTH = 64
+
+
+def _nesting_depth(raw: bytes) -> int:
+    """Deepest bracket nesting of a JSON text, counted outside strings (so `json` never recurses far)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > _MAX_JSON_DEPTH:
+                return deepest
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def read_header(path: str | os.PathLike) -> tuple[dict[str, dict], dict[str, str], int]:
+    """Parse and validate a safetensors header.
+
+    Returns `(tensors, metadata, data_start)`; `tensors` maps each name to
+    `{"dtype", "shape", "data_offsets"}`. Raises `CheckpointError` naming the file and the
+    problem when the file is truncated or its header is inconsistent.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes, no header)")
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len > MAX_HEADER_BYTES:
+            raise CheckpointError(f"{path}: safetensors header of {header_len} bytes (at most 100 MB)")
+        if header_len > size - 8:
+            raise CheckpointError(
+                f"{path}: corrupt safetensors file (header claims {header_len} bytes, file has {size})"
+            )
+        raw = f.read(header_len)
+    if _nesting_depth(raw) > _MAX_JSON_DEPTH:
+        raise CheckpointError(f"{path}: corrupt safetensors file (header nested too deeply)")
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise CheckpointError(f"{path}: corrupt safetensors file (header is not valid JSON)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors file (header is not a JSON object)")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors file (__metadata__ is not an object)")
+    data_start = 8 + header_len
+    data_size = size - data_start
+    spans = []
+    for name, info in header.items():
+        where = f"{path}: tensor {short(name)}"
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise CheckpointError(f"{where}: header entry is not {{dtype, shape, data_offsets}}")
+        if not isinstance(info["dtype"], str) or info["dtype"] not in DTYPES:
+            raise CheckpointError(f"{where}: unsupported dtype {short(info['dtype'], 20)}")
+        dtype = DTYPES[info["dtype"]]
+        shape = checked_shape(info["shape"], where)
+        offsets = info["data_offsets"]
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(type(x) is int and x >= 0 for x in offsets)
+        ):
+            raise CheckpointError(f"{where}: data_offsets {short(offsets, 40)} are not two byte positions")
+        begin, end = offsets
+        expected = math.prod(shape) * dtype.itemsize
+        if end - begin != expected:
+            raise CheckpointError(
+                f"{where} of shape {list(shape)} and dtype {info['dtype']} should take {expected} bytes, "
+                f"header gives offsets {begin}..{end}"
+            )
+        if end > data_size:
+            raise CheckpointError(
+                f"{path}: truncated safetensors file: tensor {short(name)} ends at byte {end} "
+                f"of the data section, which has only {data_size} bytes"
+            )
+        spans.append((begin, end, name))
+    spans.sort()
+    for (_, end_a, name_a), (begin_b, _, name_b) in zip(spans, spans[1:]):
+        if begin_b < end_a:
+            raise CheckpointError(
+                f"{path}: corrupt safetensors file: {short(name_a)} and {short(name_b)} overlap"
+            )
+    return header, metadata, data_start
+
+
+def read(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, LazyTensor]:
+    """The tensors of a safetensors file, each read on `load()`.
+
+    With `mmap=True` a load is a copy-on-write memory map (pages come from disk on first
+    use; writing to the array never touches the file). With `mmap=False` it is a plain read,
+    which streaming conversion prefers: a map keeps every page it touched resident.
+    """
+    path = Path(path)
+    header, _, data_start = read_header(path)
+    buffer: list[np.memmap] = []
+
+    def mapped() -> np.memmap:
+        if not buffer:
+            buffer.append(np.memmap(path, dtype=np.uint8, mode="c"))
+        return buffer[0]
+
+    tensors = {}
+    for name, info in header.items():
+        dtype = DTYPES[info["dtype"]].newbyteorder("<")
+        shape = tuple(info["shape"])
+        begin, end = info["data_offsets"]
+
+        def load(dtype=dtype, shape=shape, begin=data_start + begin, end=data_start + end):
+            if mmap and end > begin:
+                return mapped()[begin:end].view(dtype).reshape(shape)
+            return np.fromfile(path, dtype=dtype, count=math.prod(shape), offset=begin).reshape(shape)
+
+        tensors[name] = LazyTensor(shape, np.dtype(dtype), load)
+    return tensors
+
+
+def _header(tensors: Mapping[str, LazyTensor], metadata: Mapping[str, str] | None) -> bytes:
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    offset = 0
+    for name, tensor in tensors.items():
+        dtype_name = _DTYPE_NAMES.get(np.dtype(tensor.dtype).newbyteorder("="))
+        if dtype_name is None:
+            raise TypeError(f"tensor {short(name)} has dtype {tensor.dtype}, which safetensors cannot hold")
+        header[name] = {
+            "dtype": dtype_name,
+            "shape": [int(d) for d in tensor.shape],
+            "data_offsets": [offset, offset + tensor.nbytes],
+        }
+        offset += tensor.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)  # the data section starts 8-byte aligned
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def write(
+    path: str | os.PathLike,
+    tensors: Mapping[str, LazyTensor],
+    metadata: Mapping[str, str] | None = None,
+    progress=None,
+) -> None:
+    """Write `tensors` to `path`, loading one at a time. Not atomic: callers write into a stage."""
+    header = _header(tensors, metadata)
+    with open(path, "wb") as f:
+        f.write(header)
+        for name, tensor in tensors.items():
+            write_array(f, tensor.checked_load(name))
+            if progress:
+                progress.advance(tensor.nbytes)

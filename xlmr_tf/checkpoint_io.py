@@ -1,0 +1,107 @@
+"""Loading and saving Keras models in the shared checkpoint format (any weights file).
+
+`CheckpointIO` is mixed into `TFXLMRobertaPreTrainedModel`; files, names and the loading
+report come from `xlmr_core` (`checkpoint`, `loading`, `weight_mapping`), so this module
+only moves arrays in and out of Keras variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+from xlmr_core.checkpoint import open_checkpoint, save_checkpoint
+from xlmr_core.formats.base import as_lazy
+from xlmr_core.loading import line_up, loading_info, log_loading_info, resolve_config
+from xlmr_core.weight_mapping import to_canonical_state, to_framework_state
+
+logger = logging.getLogger("xlmr_tf.modeling")
+
+
+class CheckpointIO:
+    """`from_pretrained`, `save_pretrained` and the canonical state of a Keras model."""
+
+    # The bare model's canonical names carry no `roberta.` prefix (as torch's XLMRobertaModel),
+    # although its layers sit under a `roberta` scope like the heads' (as in the reference).
+    strip_base_prefix = False
+
+    def _variables_by_path(self) -> dict:
+        """Every variable by its path below the model (`roberta/embeddings/...`), in the tf spelling."""
+        return {variable.path.split("/", 1)[1]: variable for variable in self.weights}
+
+    def to_canonical(self, framework_state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`{tf path: array}` (weights, gradients, ...) -> canonical names and layout."""
+        state = to_canonical_state(framework_state, "tf")
+        if self.strip_base_prefix:
+            state = {name.removeprefix(f"{self.base_model_prefix}."): array for name, array in state.items()}
+        return state
+
+    def from_canonical(self, canonical_state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Inverse of `to_canonical`."""
+        if self.strip_base_prefix:
+            canonical_state = {f"{self.base_model_prefix}.{k}": v for k, v in canonical_state.items()}
+        return to_framework_state(canonical_state, "tf")
+
+    def canonical_state(self) -> dict[str, np.ndarray]:
+        """The weights under their canonical checkpoint names and layout, as numpy arrays."""
+        return self.to_canonical({path: v.numpy() for path, v in self._variables_by_path().items()})
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, max_shard_size: int | str | None = None
+    ) -> None:
+        """Write `config.json` and `model.safetensors` (or shards) in the shared checkpoint format."""
+        # The architecture is named framework-neutrally, as every framework reads the directory.
+        config = self.config.copy(architectures=[type(self).__name__.removeprefix("TF")])
+        save_checkpoint(save_directory, self.canonical_state(), config, max_shard_size=max_shard_size)
+
+    def load_canonical_state(
+        self, checkpoint: Mapping[str, np.ndarray], *, where: str | os.PathLike = "checkpoint"
+    ) -> dict[str, list[str]]:
+        """Assign matching checkpoint tensors (arrays or `LazyTensor`s), one at a time.
+
+        Returns the missing and unexpected keys; a shape mismatch raises `CheckpointShapeError`
+        naming the key. Base-model checkpoints load into heads and head checkpoints into the
+        base model (the `roberta.` prefix is matched).
+        """
+        paths = self._variables_by_path()
+        # Shapes in canonical layout: map zero-byte stand-ins through the same rules.
+        stand_ins = {path: np.broadcast_to(np.int8(0), tuple(v.shape)) for path, v in paths.items()}
+        expected = {name: array.shape for name, array in self.to_canonical(stand_ins).items()}
+        report = line_up(
+            expected,
+            as_lazy(checkpoint),
+            tie_word_embeddings=self.config.tie_word_embeddings,
+            where=where,
+            base_model_prefix=self.base_model_prefix,
+        )
+        for path, tensor in self.from_canonical(report.state).items():
+            variable = paths[path]
+            variable.assign(np.asarray(tensor.load()).astype(variable.dtype))
+        return loading_info(report)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike,
+        *,
+        config=None,
+        output_loading_info: bool = False,
+        **config_overrides,
+    ):
+        """Build the model from a checkpoint directory holding any weights file.
+
+        `config` (an `XLMRobertaConfig` or a path to a `config.json`) is for directories saved
+        without one. Missing and unexpected keys are logged as warnings; with
+        `output_loading_info=True` the call returns `(model, {"missing_keys": [...],
+        "unexpected_keys": [...]})`. For mixed precision set
+        `keras.mixed_precision.set_global_policy(...)` first.
+        """
+        config = resolve_config(directory, config, **config_overrides)
+        with open_checkpoint(directory) as checkpoint:
+            model = cls(config)
+            info = model.load_canonical_state(checkpoint.tensors, where=checkpoint.files[0])
+        log_loading_info(logger, cls.__name__, directory, info)
+        return (model, info) if output_loading_info else model

@@ -1,0 +1,164 @@
+"""Loading and saving PyTorch models in the shared checkpoint format (any weights file).
+
+`CheckpointIO` is mixed into `XLMRobertaPreTrainedModel`; everything about files, names
+and the loading report comes from `xlmr_core` (`checkpoint`, `loading`), so this module
+only moves tensors between numpy and torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+
+import ml_dtypes
+import numpy as np
+import torch
+
+from xlmr_core.checkpoint import open_checkpoint, save_checkpoint
+from xlmr_core.formats.base import as_lazy
+from xlmr_core.loading import line_up, loading_info, log_loading_info, resolve_config
+
+logger = logging.getLogger("xlmr_torch.modeling")
+
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """CPU numpy view of a tensor; bfloat16 becomes `ml_dtypes.bfloat16` (numpy has no bf16)."""
+    tensor = tensor.detach().cpu().contiguous()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.numpy()
+
+
+def from_numpy(array: np.ndarray) -> torch.Tensor:
+    """Tensor sharing the array's memory, for an immediate `copy_` into a parameter."""
+    array = np.asarray(array)
+    with warnings.catch_warnings():
+        # Memory-mapped checkpoints are read-only; we only ever read from the result.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        if array.dtype == ml_dtypes.bfloat16:
+            return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(array)
+
+
+def _can_share(array: np.ndarray, tensor: torch.Tensor, target: torch.Tensor) -> bool:
+    """Whether `target` may use `array`'s memory as is: writable, same dtype and shape, aligned."""
+    return (
+        array.flags.writeable
+        and array.flags.c_contiguous
+        and tensor.dtype == target.dtype
+        and tensor.shape == target.shape
+        and tensor.data_ptr() % tensor.element_size() == 0
+    )
+
+
+class CheckpointIO:
+    """`from_pretrained`, `save_pretrained` and the canonical state of a torch model."""
+
+    def _aliases(self) -> set[str]:
+        """State-dict names that are another name of a tensor already saved under its canonical name."""
+        names = set(self.state_dict())
+        aliases = {"lm_head.decoder.bias"} & names
+        if self.config.tie_word_embeddings and "lm_head.decoder.weight" in names:
+            aliases.add("lm_head.decoder.weight")
+        return aliases
+
+    def canonical_state(self) -> dict[str, np.ndarray]:
+        """The weights under their canonical checkpoint names, as numpy arrays."""
+        aliases = self._aliases()
+        return {name: to_numpy(t) for name, t in self.state_dict().items() if name not in aliases}
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, max_shard_size: int | str | None = None
+    ) -> None:
+        """Write `config.json` and `model.safetensors` (or shards) in the shared checkpoint format."""
+        config = self.config.copy(architectures=[type(self).__name__])
+        save_checkpoint(save_directory, self.canonical_state(), config, max_shard_size=max_shard_size)
+
+    def load_canonical_state(
+        self,
+        checkpoint: Mapping[str, np.ndarray],
+        initialise_missing: bool = False,
+        share_memory: bool = False,
+        *,
+        where: str | os.PathLike = "checkpoint",
+    ) -> dict[str, list[str]]:
+        """Copy matching checkpoint tensors (arrays or `LazyTensor`s) into this model, one at a time.
+
+        Returns the missing and unexpected keys; a shape mismatch raises `CheckpointShapeError`
+        naming the key. Base-model checkpoints load into heads and head checkpoints into the
+        base model. `initialise_missing=True` first gives the modules of missing weights their
+        fresh initialisation (for a model whose storage was allocated but never initialised).
+        `share_memory=True` lets a parameter take a writable (copy-on-write) array's memory
+        instead of copying it, when dtype and alignment allow.
+        """
+        params = self.state_dict(keep_vars=True)
+        aliases = self._aliases()
+        expected = {name: tuple(t.shape) for name, t in params.items() if name not in aliases}
+        report = line_up(
+            expected,
+            as_lazy(checkpoint),
+            tie_word_embeddings=self.config.tie_word_embeddings,
+            where=where,
+            base_model_prefix=self.base_model_prefix,
+        )
+        if initialise_missing:
+            for owner in sorted({name.rpartition(".")[0] for name in report.missing}):
+                self._init_weights(self.get_submodule(owner))
+        with torch.no_grad():
+            for name, tensor in report.state.items():
+                array = tensor.checked_load(name)
+                source, target = from_numpy(array), params[name]
+                if share_memory and _can_share(array, source, target):
+                    # A copy-on-write map: pages are read from the file on first use and
+                    # copied privately only if training writes them; nothing is copied now.
+                    target.data = source
+                else:
+                    target.copy_(source)
+        return loading_info(report)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike,
+        *,
+        config=None,
+        dtype: torch.dtype | None = None,
+        output_loading_info: bool = False,
+        torch_dtype: torch.dtype | None = None,
+        **config_overrides,
+    ):
+        """Build the model from a checkpoint directory holding any weights file, in eval mode.
+
+        `config` (an `XLMRobertaConfig` or a path to a `config.json`) is for directories saved
+        without one. `dtype` (float32, float16, bfloat16; `torch_dtype` is accepted as the
+        reference's spelling) sets the parameter dtype; the default is float32. Missing and
+        unexpected keys are logged as warnings; with `output_loading_info=True` the call
+        returns `(model, {"missing_keys": [...], "unexpected_keys": [...]})`.
+        """
+        if torch_dtype is not None:
+            if dtype is not None and dtype != torch_dtype:
+                raise ValueError(f"dtype={dtype} and torch_dtype={torch_dtype} disagree")
+            dtype = torch_dtype
+        if dtype is not None and dtype not in _DTYPES:
+            raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
+        config = resolve_config(directory, config, **config_overrides)
+        with open_checkpoint(directory) as checkpoint:
+            # Randomly initialising every weight takes seconds at base size, and the checkpoint
+            # overwrites nearly all of it: allocate without initialising, then initialise only
+            # what the checkpoint lacks.
+            with torch.device("meta"):
+                model = cls(config)
+            model.to_empty(device="cpu")
+            model.tie_weights()
+            if dtype is not None:
+                model.to(dtype)
+            info = model.load_canonical_state(
+                checkpoint.tensors, initialise_missing=True, share_memory=True, where=checkpoint.files[0]
+            )
+        log_loading_info(logger, cls.__name__, directory, info)
+        model.eval()
+        return (model, info) if output_loading_info else model
