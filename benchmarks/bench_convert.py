@@ -1,13 +1,16 @@
-"""Peak memory and time of `xlmr-convert convert` on an xlm-roberta-large-sized checkpoint.
+"""Peak memory and time of converting and loading an xlm-roberta-large-sized checkpoint.
 
 Builds a random float32 checkpoint of the large shape (560M parameters, ~2.24 GB) in a
-temporary folder, then runs each conversion in its own process and reports its peak
-resident memory (`ru_maxrss` of that process) and wall time, side by side with the naive
-path (`load_checkpoint` -> cast -> `save_checkpoint`, everything in memory at once).
-The target: peak < 1.5x the checkpoint's size. Everything is deleted at the end.
+temporary folder and rewrites it as each of the reference's weight files
+(`pytorch_model.bin`, `tf_model.h5`, `flax_model.msgpack`). Then, each in its own process,
+it runs `xlmr-convert convert` from every format and `from_pretrained` of every installed
+framework from every format, and reports the peak resident memory (`ru_maxrss` of that
+process) and wall time, beside the naive path (`load_checkpoint` -> cast ->
+`save_checkpoint`, everything in memory at once). The target: peak < 1.5x the
+checkpoint's size. Everything is deleted at the end.
 
     python benchmarks/bench_convert.py            # large (default)
-    python benchmarks/bench_convert.py --preset xlm-roberta-base
+    python benchmarks/bench_convert.py --preset xlm-roberta-base --frameworks torch
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from conversion import formats
-from conversion.architecture import expected_shapes
 from xlmr_core import XLMRobertaConfig
+from xlmr_core.architecture import expected_shapes
+from xlmr_core.checkpoint import write_weights
+from xlmr_core.formats.base import LazyTensor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +58,7 @@ def build_checkpoint(directory: Path, preset: str, head: str = "ForMaskedLM", **
     config = XLMRobertaConfig.from_pretrained(preset, architectures=[f"XLMRoberta{head}"], **config_overrides)
     rng = np.random.default_rng(0)
     tensors = {
-        name: formats.LazyTensor(
+        name: LazyTensor(
             shape,
             np.dtype(np.float32),
             lambda shape=shape: rng.standard_normal(shape, dtype=np.float32) * 0.02,
@@ -62,9 +66,30 @@ def build_checkpoint(directory: Path, preset: str, head: str = "ForMaskedLM", **
         for name, shape in expected_shapes(config, head).items()
     }
     directory.mkdir(parents=True)
-    formats.write_safetensors_checkpoint(directory, tensors)
+    write_weights(directory, tensors)
     config.save_pretrained(directory)
     return sum(t.nbytes for t in tensors.values())
+
+
+_LOAD = """
+import importlib, os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+framework, directory = sys.argv[1:3]
+prefix = {"torch": "XLMRoberta", "tf": "TFXLMRoberta", "flax": "FlaxXLMRoberta"}[framework]
+module = importlib.import_module("xlmr_" + framework)
+getattr(module, prefix + "ForMaskedLM").from_pretrained(directory)
+"""
+FORMATS = ("safetensors", "torch", "tf", "flax")
+
+
+def write_format(source: Path, directory: Path, fmt: str) -> None:
+    """`source` rewritten as `fmt` alone (with its config), tensor by tensor."""
+    from xlmr_core.checkpoint import open_checkpoint
+
+    directory.mkdir(parents=True)
+    shutil.copy(source / "config.json", directory)
+    with open_checkpoint(source, mmap=False) as checkpoint:
+        write_weights(directory, checkpoint.tensors, fmt, architecture="XLMRobertaForMaskedLM")
 
 
 def measure(command: list[str]) -> dict:
@@ -86,6 +111,9 @@ def main() -> None:
     )
     parser.add_argument("--workdir", help="where to put the temporary checkpoints (default: system temp)")
     parser.add_argument("--skip-naive", action="store_true", help="do not run the in-memory comparison")
+    parser.add_argument(
+        "--frameworks", nargs="*", default=["torch", "tf", "flax"], help="frameworks whose loading to measure"
+    )
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="xlmr-bench-convert-", dir=args.workdir))
@@ -95,32 +123,44 @@ def main() -> None:
         size = build_checkpoint(source, args.preset)
         elapsed = time.perf_counter() - start
         print(f"built {args.preset}-shaped random checkpoint: {size / 1e9:.2f} GB in {elapsed:.0f} s")
+        sources = {"safetensors": source}
+        for fmt in FORMATS[1:]:
+            start = time.perf_counter()
+            sources[fmt] = scratch / f"source-{fmt}"
+            write_format(source, sources[fmt], fmt)
+            print(f"wrote the {fmt} file in {time.perf_counter() - start:.0f} s")
         cli = [sys.executable, "-m", "conversion", "convert", "--quiet"]
         cases = [
-            ("safetensors -> safetensors (float32)", cli + [str(source), str(scratch / "f32")]),
+            (f"convert {fmt} -> safetensors", cli + [str(sources[fmt]), str(scratch / "out")])
+            for fmt in FORMATS
+        ]
+        cases += [
             (
-                "-> float16, 500MB shards",
-                cli + [str(source), str(scratch / "f16"), "--dtype", "float16", "--max-shard-size", "500MB"],
+                "convert -> float16, 500MB shards",
+                cli + [str(source), str(scratch / "out"), "--dtype", "float16", "--max-shard-size", "500MB"],
             ),
             (
-                "-> bfloat16 + flax_model.msgpack",
-                cli + [str(source), str(scratch / "bf16"), "--dtype", "bfloat16", "--format", "flax"],
+                "convert -> bfloat16 + all formats",
+                cli + [str(source), str(scratch / "out"), "--dtype", "bfloat16", "--format", "torch,tf,flax"],
             ),
         ]
+        for framework in args.frameworks:
+            for fmt in FORMATS:
+                command = [sys.executable, "-c", _LOAD, framework, str(sources[fmt])]
+                cases.append((f"load in {framework} from {fmt}", command))
         if not args.skip_naive:
             cases.append(
                 (
                     "naive in-memory float16 (comparison)",
-                    [sys.executable, "-c", _NAIVE, str(source), str(scratch / "naive")],
+                    [sys.executable, "-c", _NAIVE, str(source), str(scratch / "out")],
                 )
             )
-        print(f"{'conversion':<40} {'peak RSS':>10} {'x size':>7} {'time':>8}")
+        print(f"{'case':<40} {'peak RSS':>10} {'x size':>7} {'time':>8}")
         for label, command in cases:
             result = measure(command)
             ratio = result["peak_rss"] / size
             print(f"{label:<40} {result['peak_rss'] / 1e9:>8.2f}GB {ratio:>7.2f} {result['seconds']:>7.1f}s")
-            for name in ("f32", "f16", "bf16", "naive"):
-                shutil.rmtree(scratch / name, ignore_errors=True)
+            shutil.rmtree(scratch / "out", ignore_errors=True)
         print("target: peak RSS < 1.5x the checkpoint size")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
