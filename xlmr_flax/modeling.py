@@ -1,8 +1,9 @@
 """XLM-RoBERTa in Flax (Linen).
 
 Read top to bottom: embeddings, attention, layer, encoder, pooler, heads, the main
-module and the six head modules, then the wrapper base class (parameters, input checks,
-checkpoint IO) and the seven public `FlaxXLMRoberta*` classes. Module and parameter names
+module and the six head modules, then the wrapper base class (parameters and the call)
+and the seven public `FlaxXLMRoberta*` classes; input checks are in `inputs.py`, loading
+and saving in `checkpoint_io.py`. Module and parameter names
 reproduce the reference `flax_model.msgpack` paths, which `xlmr_core.weight_mapping`
 translates to and from the canonical checkpoint names.
 
@@ -55,14 +56,21 @@ from xlmr_core import (
 )
 from xlmr_core.modeling_utils import (
     IGNORE_INDEX,
-    check_index_range,
-    check_labels_shape,
     check_sequence_length,
     classification_problem_type,
     relative_position_index,
 )
 
 from .checkpoint_io import CheckpointIO
+from .inputs import (
+    InputChecks,
+    as_array,
+    check_integer,
+    check_label_shapes,
+    check_range,
+    check_shape,
+    concrete,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -879,60 +887,6 @@ class XLMRobertaForQuestionAnsweringModule(nn.Module):
         )
 
 
-# ----------------------------------------------------------------------------- input checks
-# Wrong inputs fail here with a message naming the argument. Shapes are always known;
-# values only outside `jit`, so value checks are skipped for traced arrays.
-
-
-def _concrete(value) -> np.ndarray | None:
-    """The numpy value of `value`, or None when it is being traced under `jit`/`grad`."""
-    if value is None or isinstance(value, jax.core.Tracer):
-        return None
-    return np.asarray(value)
-
-
-def _check_shape(value, expected: tuple, name: str) -> None:
-    if tuple(value.shape) != tuple(expected):
-        raise ValueError(f"{name} has shape {tuple(value.shape)}; expected {tuple(expected)}")
-
-
-def _check_integer(value, name: str) -> None:
-    if not jnp.issubdtype(value.dtype, jnp.integer):
-        raise ValueError(f"{name} must hold integers, got dtype {value.dtype}")
-
-
-def _check_range(value, size: int, name: str, ignore_index: int | None = None) -> None:
-    _check_integer(value, name)
-    array = _concrete(value)
-    if array is None:
-        return
-    if ignore_index is not None:
-        array = array[array != ignore_index]
-    if array.size == 0:
-        return
-    low, high = int(array.min()), int(array.max())
-    if ignore_index is None:
-        check_index_range(name, low, high, size)
-    elif low < 0 or high >= size:
-        raise ValueError(
-            f"{name} must be in [0, {size}) or {ignore_index} (ignored); got values from {low} to {high}"
-        )
-
-
-def _check_labels_shape(labels, shapes: list[tuple], name: str = "labels") -> None:
-    if tuple(labels.shape) not in [tuple(s) for s in shapes]:
-        check_labels_shape(name, labels.shape, shapes[0])
-
-
-def _as_array(value):
-    """numpy / lists / torch-free array-likes -> jax arrays; None stays None; nested tuples kept."""
-    if value is None:
-        return None
-    if isinstance(value, (tuple, list)) and value and isinstance(value[0], (tuple, list)):
-        return tuple(tuple(_as_array(v) for v in entry) for entry in value)
-    return jnp.asarray(value)
-
-
 # ----------------------------------------------------------------------------- wrapper base class
 
 _ALL_INPUTS = (
@@ -948,7 +902,7 @@ _ALL_INPUTS = (
 )
 
 
-class FlaxXLMRobertaPreTrainedModel(CheckpointIO):
+class FlaxXLMRobertaPreTrainedModel(CheckpointIO, InputChecks):
     """A Linen module (`model.module`) plus its parameters (`model.params`) and input checks.
 
     `dtype` is the computation dtype, `param_dtype` the dtype parameters are created and
@@ -1063,15 +1017,15 @@ class FlaxXLMRobertaPreTrainedModel(CheckpointIO):
             raise ValueError("train=True turns dropout on and needs dropout_rng (a jax.random key)")
 
         inputs = {
-            "input_ids": _as_array(input_ids),
-            "attention_mask": _as_array(attention_mask),
-            "token_type_ids": _as_array(token_type_ids),
-            "position_ids": _as_array(position_ids),
-            "head_mask": _as_array(head_mask),
-            "inputs_embeds": _as_array(inputs_embeds),
-            "encoder_hidden_states": _as_array(encoder_hidden_states),
-            "encoder_attention_mask": _as_array(encoder_attention_mask),
-            "past_key_values": _as_array(past_key_values),
+            "input_ids": as_array(input_ids),
+            "attention_mask": as_array(attention_mask),
+            "token_type_ids": as_array(token_type_ids),
+            "position_ids": as_array(position_ids),
+            "head_mask": as_array(head_mask),
+            "inputs_embeds": as_array(inputs_embeds),
+            "encoder_hidden_states": as_array(encoder_hidden_states),
+            "encoder_attention_mask": as_array(encoder_attention_mask),
+            "past_key_values": as_array(past_key_values),
             "cache_index": None if cache_index is None else jnp.asarray(cache_index, jnp.int32),
         }
         inputs = self._check_inputs(inputs)
@@ -1111,63 +1065,6 @@ class FlaxXLMRobertaPreTrainedModel(CheckpointIO):
         """Check and convert the head's own arguments (labels and the like); overridden per head."""
         return {}
 
-    def _token_shape(self, inputs) -> tuple[int, int]:
-        """Check `input_ids` / `inputs_embeds` and return `(batch, sequence)` of one encoder pass."""
-        input_ids, inputs_embeds = inputs["input_ids"], inputs["inputs_embeds"]
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("give exactly one of input_ids and inputs_embeds")
-        if input_ids is not None:
-            if input_ids.ndim != 2:
-                raise ValueError(f"input_ids must be [batch, sequence]; got shape {tuple(input_ids.shape)}")
-            _check_range(input_ids, self.config.vocab_size, "input_ids")
-            return tuple(input_ids.shape)
-        if inputs_embeds.ndim != 3 or inputs_embeds.shape[-1] != self.config.hidden_size:
-            raise ValueError(
-                f"inputs_embeds must be [batch, sequence, {self.config.hidden_size}]; "
-                f"got shape {tuple(inputs_embeds.shape)}"
-            )
-        return tuple(inputs_embeds.shape[:2])
-
-    def _check_inputs(self, inputs: dict) -> dict:
-        config = self.config
-        batch_size, seq_length = self._token_shape(inputs)
-        past_length = self._check_past(inputs["past_key_values"], batch_size)
-        if inputs.get("cache_index") is None:
-            check_sequence_length(config, past_length, seq_length)
-            mask_length = past_length + seq_length
-        else:
-            mask_length = self._check_cache_index(inputs["cache_index"], past_length, seq_length, inputs)
-        if inputs["attention_mask"] is not None:
-            _check_shape(inputs["attention_mask"], (batch_size, mask_length), "attention_mask")
-        if inputs["token_type_ids"] is not None:
-            _check_shape(inputs["token_type_ids"], (batch_size, seq_length), "token_type_ids")
-            _check_range(inputs["token_type_ids"], config.type_vocab_size, "token_type_ids")
-        position_ids = inputs["position_ids"]
-        if position_ids is not None:
-            if tuple(position_ids.shape) not in ((batch_size, seq_length), (1, seq_length)):
-                raise ValueError(
-                    f"position_ids has shape {tuple(position_ids.shape)}; "
-                    f"expected {(batch_size, seq_length)} or {(1, seq_length)}"
-                )
-            if config.position_embedding_type == "absolute":
-                _check_range(position_ids, config.max_position_embeddings, "position_ids")
-        inputs["head_mask"] = self._check_head_mask(inputs["head_mask"])
-        self._check_encoder(inputs, batch_size)
-        return inputs
-
-    def _check_cache_index(self, cache_index, slots: int, seq_length: int, inputs) -> int:
-        """Checks of the fixed-size cache path; returns the attention-mask length (all slots)."""
-        if inputs["past_key_values"] is None:
-            raise ValueError("cache_index needs the fixed-size past_key_values buffers (see init_cache)")
-        if cache_index.ndim != 0:
-            raise ValueError(f"cache_index must be a scalar, got shape {tuple(cache_index.shape)}")
-        check_sequence_length(self.config, 0, slots)
-        value = _concrete(cache_index)
-        if seq_length > slots or (value is not None and not 0 <= int(value) <= slots - seq_length):
-            at = "" if value is None else f" at cache_index={int(value)}"
-            raise ValueError(f"{seq_length} new tokens{at} do not fit the cache of {slots} slots")
-        return slots
-
     def init_cache(self, batch_size: int, max_length: int) -> tuple:
         """Zero key/value buffers for `max_length` positions, for calls with `cache_index`."""
         config = self.config
@@ -1179,70 +1076,6 @@ class FlaxXLMRobertaPreTrainedModel(CheckpointIO):
             (jnp.zeros(shape, self.dtype), jnp.zeros(shape, self.dtype))
             for _ in range(config.num_hidden_layers)
         )
-
-    def _check_head_mask(self, head_mask):
-        if head_mask is None:
-            return None
-        layers, heads = self.config.num_hidden_layers, self.config.num_attention_heads
-        if tuple(head_mask.shape) == (heads,):
-            return jnp.broadcast_to(head_mask, (layers, heads))
-        if tuple(head_mask.shape) != (layers, heads):
-            raise ValueError(
-                f"head_mask has shape {tuple(head_mask.shape)}; expected ({heads},) or ({layers}, {heads})"
-            )
-        return head_mask
-
-    def _check_encoder(self, inputs, batch_size) -> None:
-        states, mask = inputs["encoder_hidden_states"], inputs["encoder_attention_mask"]
-        if states is None:
-            if mask is not None:
-                raise ValueError("encoder_attention_mask was given without encoder_hidden_states")
-            return
-        if not self.config.add_cross_attention:
-            raise ValueError(
-                "encoder_hidden_states needs cross-attention layers: build the model with "
-                "is_decoder=True and add_cross_attention=True"
-            )
-        if states.ndim != 3 or states.shape[-1] != self.config.hidden_size:
-            raise ValueError(
-                f"encoder_hidden_states must be [batch, encoder_sequence, {self.config.hidden_size}]; "
-                f"got shape {tuple(states.shape)}"
-            )
-        if states.shape[0] != batch_size:
-            raise ValueError(f"encoder_hidden_states has batch size {states.shape[0]}, not {batch_size}")
-        if mask is not None:
-            _check_shape(mask, states.shape[:2], "encoder_attention_mask")
-
-    def _check_past(self, past_key_values, batch_size: int) -> int:
-        """Validate the cache layout (see the module docstring) and return the cached length."""
-        if past_key_values is None:
-            return 0
-        config = self.config
-        if not config.is_decoder:
-            raise ValueError("past_key_values needs a decoder (config.is_decoder=True)")
-        if not isinstance(past_key_values, (tuple, list)) or len(past_key_values) != config.num_hidden_layers:
-            raise ValueError(
-                f"past_key_values must be a tuple with one entry per layer ({config.num_hidden_layers}), "
-                "as returned by a previous call with use_cache=True"
-            )
-        length = None
-        for i, entry in enumerate(past_key_values):
-            if not isinstance(entry, (tuple, list)) or len(entry) not in (2, 4):
-                raise ValueError(
-                    f"past_key_values[{i}] must be (key, value) or (key, value, cross_key, cross_value)"
-                )
-            for tensor in entry:
-                expected = (batch_size, config.num_attention_heads, tensor.shape[-2], config.head_dim)
-                if tensor.ndim != 4 or tuple(tensor.shape) != expected:
-                    raise ValueError(
-                        f"past_key_values[{i}] holds shape {tuple(tensor.shape)}; expected "
-                        f"[batch, heads, length, head_dim] = "
-                        f"{(batch_size, config.num_attention_heads, 'length', config.head_dim)}"
-                    )
-            length = entry[0].shape[-2] if length is None else length
-            if entry[0].shape[-2] != length:
-                raise ValueError("past_key_values entries disagree on the cached length")
-        return length
 
 
 # ----------------------------------------------------------------------------- the models
@@ -1281,8 +1114,8 @@ class FlaxXLMRobertaForCausalLM(FlaxXLMRobertaPreTrainedModel):
         if labels is None:
             return {}
         labels = jnp.asarray(labels)
-        _check_labels_shape(labels, [self._token_shape(inputs)])
-        _check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
+        check_label_shapes(labels, [self._token_shape(inputs)])
+        check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
         return {"labels": labels}
 
 
@@ -1322,11 +1155,11 @@ class FlaxXLMRobertaForMaskedLM(FlaxXLMRobertaPreTrainedModel):
         if labels is None:
             return {}
         labels = jnp.asarray(labels)
-        _check_labels_shape(labels, [self._token_shape(inputs)])
-        _check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
+        check_label_shapes(labels, [self._token_shape(inputs)])
+        check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
         if not labelled_only:
             return {"labels": labels}
-        values = _concrete(labels)
+        values = concrete(labels)
         if values is not None:
             count = int(np.sum(values != IGNORE_INDEX))
             if max_predictions is None:
@@ -1361,12 +1194,12 @@ class FlaxXLMRobertaForSequenceClassification(FlaxXLMRobertaPreTrainedModel):
         problem_type = classification_problem_type(self.config, jnp.issubdtype(labels.dtype, jnp.integer))
         if problem_type == "regression":
             shapes = [(batch_size,), (batch_size, 1)] if num_labels == 1 else [(batch_size, num_labels)]
-            _check_labels_shape(labels, shapes)
+            check_label_shapes(labels, shapes)
         elif problem_type == "single_label_classification":
-            _check_labels_shape(labels, [(batch_size,), (batch_size, 1)])
-            _check_range(labels, num_labels, "labels", ignore_index=IGNORE_INDEX)
+            check_label_shapes(labels, [(batch_size,), (batch_size, 1)])
+            check_range(labels, num_labels, "labels", ignore_index=IGNORE_INDEX)
         else:
-            _check_labels_shape(labels, [(batch_size, num_labels)])
+            check_label_shapes(labels, [(batch_size, num_labels)])
         return {"labels": labels}
 
 
@@ -1392,7 +1225,7 @@ class FlaxXLMRobertaForMultipleChoice(FlaxXLMRobertaPreTrainedModel):
         for key in ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds"):
             if inputs[key] is not None:
                 if key != "inputs_embeds":
-                    _check_shape(inputs[key], (batch_size, num_choices, seq_length), key)
+                    check_shape(inputs[key], (batch_size, num_choices, seq_length), key)
                 flat[key] = inputs[key].reshape(-1, *inputs[key].shape[2:])
         super()._check_inputs(flat)  # the checks of one encoder pass over all choices
         inputs["head_mask"] = self._check_head_mask(inputs["head_mask"])
@@ -1403,8 +1236,8 @@ class FlaxXLMRobertaForMultipleChoice(FlaxXLMRobertaPreTrainedModel):
             return {}
         labels = jnp.asarray(labels)
         given = inputs["input_ids"] if inputs["input_ids"] is not None else inputs["inputs_embeds"]
-        _check_labels_shape(labels, [given.shape[:1]])
-        _check_range(labels, given.shape[1], "labels", ignore_index=IGNORE_INDEX)
+        check_label_shapes(labels, [given.shape[:1]])
+        check_range(labels, given.shape[1], "labels", ignore_index=IGNORE_INDEX)
         return {"labels": labels}
 
 
@@ -1418,8 +1251,8 @@ class FlaxXLMRobertaForTokenClassification(FlaxXLMRobertaPreTrainedModel):
         if labels is None:
             return {}
         labels = jnp.asarray(labels)
-        _check_labels_shape(labels, [self._token_shape(inputs)])
-        _check_range(labels, self.config.num_labels, "labels", ignore_index=IGNORE_INDEX)
+        check_label_shapes(labels, [self._token_shape(inputs)])
+        check_range(labels, self.config.num_labels, "labels", ignore_index=IGNORE_INDEX)
         return {"labels": labels}
 
 
@@ -1446,7 +1279,7 @@ class FlaxXLMRobertaForQuestionAnswering(FlaxXLMRobertaPreTrainedModel):
         out = {}
         for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
             positions = jnp.asarray(positions)
-            _check_labels_shape(positions, [(batch_size,), (batch_size, 1)], name)
-            _check_integer(positions, name)
+            check_label_shapes(positions, [(batch_size,), (batch_size, 1)], name)
+            check_integer(positions, name)
             out[name] = positions
         return out

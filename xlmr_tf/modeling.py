@@ -1,8 +1,9 @@
 """XLM-RoBERTa in TensorFlow with Keras 3.
 
 Read top to bottom: embeddings, attention, layer, encoder, pooler, heads, the main
-(base) layer, the shared base class, then the seven public models. It mirrors
-`xlmr_torch/modeling.py` section by section. Layer and weight names reproduce the
+(base) layer, the shared base class, then the seven public models; input checks are in
+`inputs.py`, Keras training in `training.py`, loading and saving in `checkpoint_io.py`.
+It mirrors `xlmr_torch/modeling.py` section by section. Layer and weight names reproduce the
 reference TF port's (`roberta/encoder/layer_._0/attention/self/query/kernel`), and the one
 table in `xlmr_core.weight_mapping` turns them into canonical checkpoint names.
 
@@ -43,14 +44,13 @@ from xlmr_core import (
 )
 from xlmr_core.modeling_utils import (
     IGNORE_INDEX,
-    check_index_range,
-    check_labels_shape,
-    check_sequence_length,
     classification_problem_type,
     relative_position_index,
 )
 
 from .checkpoint_io import CheckpointIO
+from .inputs import check_integer, check_label_shapes, check_length, check_range, check_shape
+from .training import KerasTraining
 
 logger = logging.getLogger(__name__)
 
@@ -487,80 +487,6 @@ def _classifier_dropout(config: XLMRobertaConfig) -> float:
     return config.hidden_dropout_prob if config.classifier_dropout is None else config.classifier_dropout
 
 
-# ----------------------------------------------------------------------------- input checks
-# Wrong inputs fail here with a message naming the argument instead of deep inside a
-# gather (an opaque error on CPU, silent zeros on GPU, clamping under XLA).
-
-
-def _check_shape(tensor, expected, name: str) -> None:
-    """Compare the dimensions known while tracing; `None` in either shape matches anything."""
-    shape = tuple(tensor.shape)
-    expected = tuple(d if isinstance(d, int) else None for d in expected)
-    if len(shape) != len(expected) or any(
-        a is not None and b is not None and a != b for a, b in zip(shape, expected)
-    ):
-        raise ValueError(f"{name} has shape {shape}; expected {expected}")
-
-
-def _check_integer(tensor, name: str) -> None:
-    if not tensor.dtype.is_integer:
-        raise ValueError(f"{name} must hold integers, got dtype {tensor.dtype.name}")
-
-
-def _check_range(ids, size: int, name: str, ignore_index: int | None = None):
-    """Every value of `ids` must be in [0, size) (or equal `ignore_index`); see the module docstring.
-
-    Returns `ids`; in a graph, guarded so that nothing reads them before the check has run.
-    """
-    _check_integer(ids, name)
-    if tf.executing_eagerly():
-        values = ids.numpy()
-        if ignore_index is not None:
-            values = values[values != ignore_index]
-        if values.size == 0:
-            return ids
-        low, high = int(values.min()), int(values.max())
-        if ignore_index is None:
-            check_index_range(name, low, high, size)
-        elif low < 0 or high >= size:
-            raise ValueError(
-                f"{name} must be in [0, {size}) or {ignore_index} (ignored); got values from {low} to {high}"
-            )
-        return ids
-    valid = tf.logical_and(ids >= 0, ids < size)
-    if ignore_index is not None:
-        valid = tf.logical_or(valid, tf.equal(ids, ignore_index))
-    check = tf.debugging.Assert(
-        tf.reduce_all(valid),
-        [f"{name} must be in [0, {size}); got values from", tf.reduce_min(ids), "to", tf.reduce_max(ids)],
-    )
-    with tf.control_dependencies([check]):
-        return tf.identity(ids)
-
-
-def _check_length(config: XLMRobertaConfig, past_length, seq_length) -> None:
-    if isinstance(past_length, int) and isinstance(seq_length, int):
-        check_sequence_length(config, past_length, seq_length)
-        return
-    tf.debugging.assert_less_equal(
-        past_length + seq_length,
-        config.max_sequence_length,
-        message=f"sequence longer than the position table allows (at most {config.max_sequence_length} "
-        "positions); truncate the input",
-    )
-
-
-def _labels_shape(labels, shapes, name: str = "labels") -> None:
-    """`labels` must have one of `shapes` (dimensions unknown while tracing match anything)."""
-    for shape in shapes:
-        try:
-            _check_shape(labels, shape, name)
-            return
-        except ValueError:
-            continue
-    check_labels_shape(name, labels.shape, tuple(shapes[0]))
-
-
 # ----------------------------------------------------------------------------- losses
 # Computed in float32 whatever the compute dtype; `ignore_index` labels are left out of
 # the mean (when every label is ignored the loss is 0 rather than torch's NaN).
@@ -620,17 +546,17 @@ class XLMRobertaMainLayer(Block):
         config = self.config
         batch_size, seq_length = self._check_token_inputs(input_ids, inputs_embeds)
         if input_ids is not None:
-            input_ids = _check_range(input_ids, config.vocab_size, "input_ids")
+            input_ids = check_range(input_ids, config.vocab_size, "input_ids")
         past_length = self._check_past(past_key_values, batch_size)
-        _check_length(config, past_length, seq_length)
+        check_length(config, past_length, seq_length)
         use_cache = config.is_decoder and (config.use_cache if use_cache is None else use_cache)
 
         shape = (batch_size, seq_length)
         if token_type_ids is None:
             token_type_ids = tf.zeros(tf.stack(shape) if not _static(shape) else shape, tf.int32)
         else:
-            _check_shape(token_type_ids, shape, "token_type_ids")
-            token_type_ids = _check_range(token_type_ids, config.type_vocab_size, "token_type_ids")
+            check_shape(token_type_ids, shape, "token_type_ids")
+            token_type_ids = check_range(token_type_ids, config.type_vocab_size, "token_type_ids")
         if position_ids is None:
             if input_ids is not None:
                 position_ids = position_ids_from_input_ids(input_ids, config.pad_token_id, past_length)
@@ -640,11 +566,11 @@ class XLMRobertaMainLayer(Block):
                 )
         else:
             try:
-                _check_shape(position_ids, shape, "position_ids")
+                check_shape(position_ids, shape, "position_ids")
             except ValueError:
-                _check_shape(position_ids, (1, seq_length), "position_ids")
+                check_shape(position_ids, (1, seq_length), "position_ids")
             if config.position_embedding_type == "absolute":
-                position_ids = _check_range(position_ids, config.max_position_embeddings, "position_ids")
+                position_ids = check_range(position_ids, config.max_position_embeddings, "position_ids")
 
         embedding_output = self.embeddings(
             input_ids=input_ids,
@@ -686,7 +612,7 @@ class XLMRobertaMainLayer(Block):
         if input_ids is not None:
             if input_ids.shape.rank != 2:
                 raise ValueError(f"input_ids must be [batch, sequence]; got shape {tuple(input_ids.shape)}")
-            _check_integer(input_ids, "input_ids")
+            check_integer(input_ids, "input_ids")
             return _dim(input_ids, 0), _dim(input_ids, 1)
         if inputs_embeds.shape.rank != 3 or inputs_embeds.shape[-1] != self.config.hidden_size:
             raise ValueError(
@@ -716,7 +642,7 @@ class XLMRobertaMainLayer(Block):
             key = entry[0]
             expected = (batch_size, config.num_attention_heads, None, config.head_dim)
             try:
-                _check_shape(key, expected, f"past_key_values[{i}] key")
+                check_shape(key, expected, f"past_key_values[{i}] key")
             except ValueError:
                 raise ValueError(
                     f"past_key_values[{i}] key has shape {tuple(key.shape)}; expected [batch, heads, length, "
@@ -733,7 +659,7 @@ class XLMRobertaMainLayer(Block):
         total_length = past_length + seq_length
         keep = None
         if attention_mask is not None:
-            _check_shape(attention_mask, (batch_size, total_length), "attention_mask")
+            check_shape(attention_mask, (batch_size, total_length), "attention_mask")
             keep = tf.cast(attention_mask, tf.bool)[:, None, None, :]
         if self.config.is_decoder:
             query_positions = tf.range(past_length, total_length)[:, None]
@@ -759,10 +685,10 @@ class XLMRobertaMainLayer(Block):
                 f"encoder_hidden_states must be [batch, encoder_sequence, {hidden}]; "
                 f"got shape {tuple(encoder_hidden_states.shape)}"
             )
-        _check_shape(encoder_hidden_states, (batch_size, None, hidden), "encoder_hidden_states")
+        check_shape(encoder_hidden_states, (batch_size, None, hidden), "encoder_hidden_states")
         if encoder_attention_mask is None:
             return None
-        _check_shape(encoder_attention_mask, tuple(encoder_hidden_states.shape[:2]), "encoder_attention_mask")
+        check_shape(encoder_attention_mask, tuple(encoder_hidden_states.shape[:2]), "encoder_attention_mask")
         keep = tf.cast(encoder_attention_mask, tf.bool)[:, None, None, :]
         return tf.where(keep, 0.0, tf.float32.min)
 
@@ -809,8 +735,8 @@ _INPUT_NAMES = (
 _INTEGER_INPUTS = ("input_ids", "token_type_ids", "position_ids")
 
 
-class TFXLMRobertaPreTrainedModel(CheckpointIO, keras.Model):
-    """Input handling and Keras training (`fit` with the model's own loss); files: `CheckpointIO`."""
+class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
+    """Input handling for every model; Keras training is `KerasTraining`, files `CheckpointIO`."""
 
     base_model_prefix = "roberta"
     # The arguments that carry training targets, in the order a bare `y` fills them.
@@ -880,7 +806,7 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, keras.Model):
             if not tf.is_tensor(value):
                 value = tf.convert_to_tensor(value)
             if key in _INTEGER_INPUTS:
-                _check_integer(value, key)
+                check_integer(value, key)
             values[key] = value
         if values.get("past_key_values") is not None:
             values["past_key_values"] = tuple(
@@ -910,69 +836,6 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, keras.Model):
     @staticmethod
     def _return(output, return_dict: bool):
         return output if return_dict else output.to_tuple()
-
-    # -- Keras training
-    def _move_targets_into_features(self, data):
-        """Without a compiled loss the model's own loss trains: targets become call arguments."""
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if self._compile_loss is not None or y is None:
-            return data
-        if sample_weight is not None:
-            raise ValueError("sample_weight needs a Keras loss: compile(optimizer, loss=...)")
-        features = dict(x) if isinstance(x, Mapping) else {"input_ids": x}
-        if isinstance(y, Mapping):
-            targets = dict(y)
-        elif isinstance(y, (tuple, list)):
-            targets = dict(zip(self.label_names, y))
-        else:
-            targets = {self.label_names[0]: y}
-        unknown = sorted(set(targets) - set(self.label_names))
-        if unknown:
-            raise ValueError(f"{type(self).__name__} takes targets {self.label_names}, got {unknown}")
-        return {**features, **targets}
-
-    def train_step(self, data):
-        return super().train_step(self._move_targets_into_features(data))
-
-    def test_step(self, data):
-        return super().test_step(self._move_targets_into_features(data))
-
-    def predict_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        output = self(x, training=False)
-        if not isinstance(output, Mapping):
-            return output
-        return {key: value for key, value in output.items() if key not in ("loss", "masked_positions")}
-
-    def _prediction(self, output):
-        """What a Keras loss or metric compares with `y`: the logits (QA: start and end logits)."""
-        if not isinstance(output, Mapping):
-            return output
-        if "logits" in output:
-            return output["logits"]
-        if "start_logits" in output:
-            return (output["start_logits"], output["end_logits"])
-        return output["last_hidden_state"]
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """The compiled Keras loss when there is one, else the loss the model computed from the labels."""
-        if self._compile_loss is not None:
-            return super().compute_loss(x, y, self._prediction(y_pred), sample_weight, training=training)
-        loss = y_pred.get("loss") if isinstance(y_pred, Mapping) else None
-        if loss is None:
-            raise ValueError(
-                f"{type(self).__name__} computed no loss: the batches carry none of {self.label_names}; "
-                "put them in the feature dict, give (features, labels) batches, or compile(loss=...)"
-            )
-        for extra in self.losses:
-            loss = loss + tf.cast(extra, loss.dtype)
-        return loss
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        if y is None and isinstance(x, Mapping):
-            targets = [x[name] for name in self.label_names if name in x]
-            y = None if not targets else targets[0] if len(targets) == 1 else tuple(targets)
-        return super().compute_metrics(x, y, self._prediction(y_pred), sample_weight)
 
 
 # ----------------------------------------------------------------------------- the models
@@ -1068,8 +931,8 @@ class TFXLMRobertaForCausalLM(TFXLMRobertaPreTrainedModel):
         )
         loss = None
         if labels is not None:
-            _labels_shape(labels, [tuple(logits.shape[:2])])
-            labels = _check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
+            check_label_shapes(labels, [tuple(logits.shape[:2])])
+            labels = check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
             # Position t predicts token t + 1.
             loss = _cross_entropy(logits[:, :-1], labels[:, 1:])
         output = CausalLMOutputWithCrossAttentions(
@@ -1136,8 +999,8 @@ class TFXLMRobertaForMaskedLM(TFXLMRobertaPreTrainedModel):
         word_embeddings = self.roberta.embeddings.word_embeddings.table
         loss = masked_positions = None
         if labels is not None:
-            _labels_shape(labels, [tuple(sequence_output.shape[:2])])
-            labels = _check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
+            check_label_shapes(labels, [tuple(sequence_output.shape[:2])])
+            labels = check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
             flat_labels = tf.reshape(labels, [-1])
         if labelled_positions_only:
             masked_positions = tf.where(flat_labels != IGNORE_INDEX)[:, 0]
@@ -1203,15 +1066,15 @@ class TFXLMRobertaForSequenceClassification(TFXLMRobertaPreTrainedModel):
         problem_type = classification_problem_type(self.config, labels.dtype.is_integer)
         if problem_type == "regression":
             if num_labels == 1:
-                _labels_shape(labels, [(batch_size,), (batch_size, 1)])
+                check_label_shapes(labels, [(batch_size,), (batch_size, 1)])
                 return _mse(tf.reshape(logits, [-1]), tf.reshape(labels, [-1]))
-            _labels_shape(labels, [(batch_size, num_labels)])
+            check_label_shapes(labels, [(batch_size, num_labels)])
             return _mse(logits, labels)
         if problem_type == "single_label_classification":
-            _labels_shape(labels, [(batch_size,), (batch_size, 1)])
-            labels = _check_range(labels, num_labels, "labels", ignore_index=IGNORE_INDEX)
+            check_label_shapes(labels, [(batch_size,), (batch_size, 1)])
+            labels = check_range(labels, num_labels, "labels", ignore_index=IGNORE_INDEX)
             return _cross_entropy(logits, tf.reshape(labels, [-1]))
-        _labels_shape(labels, [(batch_size, num_labels)])
+        check_label_shapes(labels, [(batch_size, num_labels)])
         return _binary_cross_entropy(logits, labels)
 
 
@@ -1259,7 +1122,7 @@ class TFXLMRobertaForMultipleChoice(TFXLMRobertaPreTrainedModel):
         flat = dict(values)
         for key in ("input_ids", "attention_mask", "token_type_ids", "position_ids"):
             if values.get(key) is not None:
-                _check_shape(values[key], (batch_size, num_choices, seq_length), key)
+                check_shape(values[key], (batch_size, num_choices, seq_length), key)
                 flat[key] = tf.reshape(values[key], [-1, seq_length])
         if inputs_embeds is not None:
             flat["inputs_embeds"] = tf.reshape(inputs_embeds, [-1, seq_length, inputs_embeds.shape[-1]])
@@ -1269,9 +1132,9 @@ class TFXLMRobertaForMultipleChoice(TFXLMRobertaPreTrainedModel):
         loss = None
         labels = values.get("labels")
         if labels is not None:
-            _labels_shape(labels, [(batch_size,)])
+            check_label_shapes(labels, [(batch_size,)])
             choices = num_choices if isinstance(num_choices, int) else tf.int32.max
-            labels = _check_range(labels, choices, "labels", ignore_index=IGNORE_INDEX)
+            labels = check_range(labels, choices, "labels", ignore_index=IGNORE_INDEX)
             loss = _cross_entropy(logits, labels)
         output = MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
@@ -1311,8 +1174,8 @@ class TFXLMRobertaForTokenClassification(TFXLMRobertaPreTrainedModel):
         loss = None
         labels = values.get("labels")
         if labels is not None:
-            _labels_shape(labels, [tuple(logits.shape[:2])])
-            labels = _check_range(labels, self.num_labels, "labels", ignore_index=IGNORE_INDEX)
+            check_label_shapes(labels, [tuple(logits.shape[:2])])
+            labels = check_range(labels, self.num_labels, "labels", ignore_index=IGNORE_INDEX)
             loss = _cross_entropy(logits, labels)
         output = TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
@@ -1371,8 +1234,8 @@ class TFXLMRobertaForQuestionAnswering(TFXLMRobertaPreTrainedModel):
                 (start_positions, start_logits, "start_positions"),
                 (end_positions, end_logits, "end_positions"),
             ):
-                _labels_shape(positions, [(batch_size,), (batch_size, 1)], name)
-                _check_integer(positions, name)
+                check_label_shapes(positions, [(batch_size,), (batch_size, 1)], name)
+                check_integer(positions, name)
                 positions = tf.clip_by_value(tf.reshape(tf.cast(positions, tf.int32), [-1]), 0, seq_length)
                 losses.append(_cross_entropy(position_logits, positions, ignore_index=seq_length))
             loss = (losses[0] + losses[1]) / 2

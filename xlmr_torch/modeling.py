@@ -1,8 +1,9 @@
 """XLM-RoBERTa in PyTorch.
 
 Read top to bottom: embeddings, attention, layer, encoder, pooler, heads, the shared
-base class, then the seven public models. Module attribute names reproduce the
-reference state-dict names exactly, so published checkpoints load without renaming.
+base class, then the seven public models; input checks are in `inputs.py`, loading and
+saving in `checkpoint_io.py`. Module attribute names reproduce the reference state-dict
+names exactly, so published checkpoints load without renaming.
 
 Key/value cache (decoders only): `past_key_values` is a tuple with one entry per layer.
 Each entry is `(self_key, self_value)`, or `(self_key, self_value, cross_key, cross_value)`
@@ -45,14 +46,13 @@ from xlmr_core import (
 )
 from xlmr_core.modeling_utils import (
     IGNORE_INDEX,
-    check_index_range,
-    check_labels_shape,
     check_sequence_length,
     classification_problem_type,
     relative_position_index,
 )
 
 from .checkpoint_io import CheckpointIO
+from .inputs import check_label_shapes, check_range, check_shape
 
 logger = logging.getLogger(__name__)
 
@@ -392,41 +392,6 @@ def _classifier_dropout(config: XLMRobertaConfig) -> float:
     return config.hidden_dropout_prob if config.classifier_dropout is None else config.classifier_dropout
 
 
-# ----------------------------------------------------------------------------- input checks
-# Wrong inputs fail here with a message naming the argument instead of deep inside an
-# embedding lookup (a bare IndexError on CPU, a device assert on GPU).
-
-
-def _check_shape(tensor, expected: tuple[int, ...], name: str) -> None:
-    if tuple(tensor.shape) != tuple(expected):
-        raise ValueError(f"{name} has shape {tuple(tensor.shape)}; expected {tuple(expected)}")
-
-
-def _check_range(ids: torch.Tensor, size: int, name: str, ignore_index: int | None = None) -> None:
-    """Every value of the integer tensor `ids` must be in [0, size) (or equal `ignore_index`)."""
-    if ids.is_floating_point() or ids.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integers, got dtype {ids.dtype}")
-    if torch.compiler.is_compiling():
-        return
-    values = ids if ignore_index is None else ids[ids != ignore_index]
-    if values.numel() == 0:
-        return
-    low, high = torch.aminmax(values)
-    if ignore_index is None:
-        check_index_range(name, int(low), int(high), size)
-    elif low < 0 or high >= size:
-        raise ValueError(
-            f"{name} must be in [0, {size}) or {ignore_index} (ignored); "
-            f"got values from {int(low)} to {int(high)}"
-        )
-
-
-def _check_labels_shape(labels, shapes: list[tuple[int, ...]], name: str = "labels") -> None:
-    """`labels` must have one of `shapes` (the first is the one named in the error)."""
-    if tuple(labels.shape) not in [tuple(s) for s in shapes]:
-        check_labels_shape(name, labels.shape, shapes[0])
-
-
 # ----------------------------------------------------------------------------- base class
 
 
@@ -573,8 +538,8 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         if token_type_ids is None:
             token_type_ids = torch.zeros((batch_size, seq_length), dtype=torch.long, device=device)
         else:
-            _check_shape(token_type_ids, (batch_size, seq_length), "token_type_ids")
-            _check_range(token_type_ids, config.type_vocab_size, "token_type_ids")
+            check_shape(token_type_ids, (batch_size, seq_length), "token_type_ids")
+            check_range(token_type_ids, config.type_vocab_size, "token_type_ids")
         if position_ids is None:
             if input_ids is not None:
                 position_ids = position_ids_from_input_ids(input_ids, config.pad_token_id, past_length)
@@ -589,7 +554,7 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
                     f"expected {(batch_size, seq_length)} or {(1, seq_length)}"
                 )
             if config.position_embedding_type == "absolute":
-                _check_range(position_ids, config.max_position_embeddings, "position_ids")
+                check_range(position_ids, config.max_position_embeddings, "position_ids")
 
         embedding_output = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
         dtype = embedding_output.dtype
@@ -624,7 +589,7 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         if input_ids is not None:
             if input_ids.dim() != 2:
                 raise ValueError(f"input_ids must be [batch, sequence]; got shape {tuple(input_ids.shape)}")
-            _check_range(input_ids, self.config.vocab_size, "input_ids")
+            check_range(input_ids, self.config.vocab_size, "input_ids")
             return tuple(input_ids.shape)
         if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.hidden_size:
             raise ValueError(
@@ -672,7 +637,7 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         total_length = past_length + seq_length
         keep = None
         if attention_mask is not None:
-            _check_shape(attention_mask, (batch_size, total_length), "attention_mask")
+            check_shape(attention_mask, (batch_size, total_length), "attention_mask")
             if torch.compiler.is_compiling() or not bool(attention_mask.all()):
                 keep = attention_mask.to(device=device, dtype=torch.bool)[:, None, None, :]
         if self.config.is_decoder and seq_length > 1:
@@ -703,7 +668,7 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
             )
         if encoder_attention_mask is None:
             return None
-        _check_shape(encoder_attention_mask, encoder_hidden_states.shape[:2], "encoder_attention_mask")
+        check_shape(encoder_attention_mask, encoder_hidden_states.shape[:2], "encoder_attention_mask")
         if not torch.compiler.is_compiling() and bool(encoder_attention_mask.all()):
             return None
         keep = encoder_attention_mask.to(torch.bool)[:, None, None, :]
@@ -773,8 +738,8 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
         logits = self.lm_head(outputs.last_hidden_state)
         loss = None
         if labels is not None:
-            _check_labels_shape(labels, [logits.shape[:2]])
-            _check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
+            check_label_shapes(labels, [logits.shape[:2]])
+            check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
             # Position t predicts token t + 1.
             loss = F.cross_entropy(
                 logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
@@ -843,8 +808,8 @@ class XLMRobertaForMaskedLM(XLMRobertaPreTrainedModel):
         sequence_output = outputs.last_hidden_state
         loss = masked_positions = None
         if labels is not None:
-            _check_labels_shape(labels, [sequence_output.shape[:2]])
-            _check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
+            check_label_shapes(labels, [sequence_output.shape[:2]])
+            check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
             flat_labels = labels.reshape(-1).to(sequence_output.device)
         if labelled_positions_only:
             masked_positions = (flat_labels != IGNORE_INDEX).nonzero().squeeze(-1)
@@ -920,15 +885,15 @@ class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
         problem_type = classification_problem_type(self.config, labels.dtype in (torch.long, torch.int))
         if problem_type == "regression":
             if num_labels == 1:
-                _check_labels_shape(labels, [(batch_size,), (batch_size, 1)])
+                check_label_shapes(labels, [(batch_size,), (batch_size, 1)])
                 return F.mse_loss(logits.squeeze(-1).float(), labels.reshape(-1).float())
-            _check_labels_shape(labels, [(batch_size, num_labels)])
+            check_label_shapes(labels, [(batch_size, num_labels)])
             return F.mse_loss(logits.float(), labels.float())
         if problem_type == "single_label_classification":
-            _check_labels_shape(labels, [(batch_size,), (batch_size, 1)])
-            _check_range(labels, num_labels, "labels", ignore_index=IGNORE_INDEX)
+            check_label_shapes(labels, [(batch_size,), (batch_size, 1)])
+            check_range(labels, num_labels, "labels", ignore_index=IGNORE_INDEX)
             return F.cross_entropy(logits.float(), labels.reshape(-1), ignore_index=IGNORE_INDEX)
-        _check_labels_shape(labels, [(batch_size, num_labels)])
+        check_label_shapes(labels, [(batch_size, num_labels)])
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
 
@@ -968,7 +933,7 @@ class XLMRobertaForMultipleChoice(XLMRobertaPreTrainedModel):
         def flatten(tensor, name):
             if tensor is None:
                 return None
-            _check_shape(tensor, (batch_size, num_choices, seq_length), name)
+            check_shape(tensor, (batch_size, num_choices, seq_length), name)
             return tensor.reshape(batch_size * num_choices, seq_length)
 
         outputs = self.roberta(
@@ -987,8 +952,8 @@ class XLMRobertaForMultipleChoice(XLMRobertaPreTrainedModel):
         logits = self.classifier(self.dropout(outputs.pooler_output)).view(batch_size, num_choices)
         loss = None
         if labels is not None:
-            _check_labels_shape(labels, [(batch_size,)])
-            _check_range(labels, num_choices, "labels", ignore_index=IGNORE_INDEX)
+            check_label_shapes(labels, [(batch_size,)])
+            check_range(labels, num_choices, "labels", ignore_index=IGNORE_INDEX)
             loss = F.cross_entropy(logits.float(), labels.to(logits.device), ignore_index=IGNORE_INDEX)
         output = MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
@@ -1034,8 +999,8 @@ class XLMRobertaForTokenClassification(XLMRobertaPreTrainedModel):
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
-            _check_labels_shape(labels, [logits.shape[:2]])
-            _check_range(labels, self.num_labels, "labels", ignore_index=IGNORE_INDEX)
+            check_label_shapes(labels, [logits.shape[:2]])
+            check_range(labels, self.num_labels, "labels", ignore_index=IGNORE_INDEX)
             loss = F.cross_entropy(
                 logits.reshape(-1, self.num_labels).float(),
                 labels.reshape(-1).to(logits.device),
@@ -1102,7 +1067,7 @@ class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
                 (start_positions, start_logits, "start_positions"),
                 (end_positions, end_logits, "end_positions"),
             ):
-                _check_labels_shape(positions, [(batch_size,), (batch_size, 1)], name)
+                check_label_shapes(positions, [(batch_size,), (batch_size, 1)], name)
                 positions = positions.reshape(-1).to(logits.device).clamp(0, seq_length)
                 losses.append(F.cross_entropy(logits.float(), positions, ignore_index=seq_length))
             loss = (losses[0] + losses[1]) / 2
