@@ -1,10 +1,13 @@
-"""Tokenizer fixtures that need no downloaded files: a small SentencePiece model trained here."""
+"""Core fixtures that need no downloaded files: a small SentencePiece model trained here, and a
+state of every dtype for the checkpoint tests."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
+import ml_dtypes
+import numpy as np
 import pytest
 import sentencepiece as spm
 
@@ -55,3 +58,20 @@ def trained_tokenizers(trained_sentencepiece_model):
 def tokenizer(request, trained_tokenizers):
     """Each of our tokenizers in turn."""
     return trained_tokenizers[request.param]
+
+
+@pytest.fixture
+def state():
+    """Tensors of every dtype the formats carry, under canonical and other names."""
+    rng = np.random.default_rng(0)
+    return {
+        "roberta.embeddings.word_embeddings.weight": rng.standard_normal((50, 8)).astype(np.float32),
+        "roberta.encoder.layer.0.attention.self.query.weight": rng.standard_normal((8, 8)).astype(np.float16),
+        "roberta.encoder.layer.0.attention.self.query.bias": rng.standard_normal(8).astype(
+            ml_dtypes.bfloat16
+        ),
+        "lm_head.bias": np.arange(50, dtype=np.float64),
+        "counts": np.arange(6, dtype=np.int64).reshape(2, 3),
+        "flags": np.array([True, False]),
+        "scalar": np.array(3.5, dtype=np.float32),
+    }

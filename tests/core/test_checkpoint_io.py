@@ -13,21 +13,6 @@ from xlmr_core import checkpoint as ckpt
 from xlmr_core.formats import safetensors
 
 
-@pytest.fixture
-def state():
-    rng = np.random.default_rng(0)
-    return {
-        "roberta.embeddings.word_embeddings.weight": rng.standard_normal((50, 8)).astype(np.float32),
-        "roberta.encoder.layer.0.attention.self.query.weight": rng.standard_normal((8, 8)).astype(np.float16),
-        "roberta.encoder.layer.0.attention.self.query.bias": rng.standard_normal(8).astype(
-            ml_dtypes.bfloat16
-        ),
-        "lm_head.bias": np.arange(50, dtype=np.float64),
-        "counts": np.arange(6, dtype=np.int64).reshape(2, 3),
-        "scalar": np.array(3.5, dtype=np.float32),
-    }
-
-
 def read_arrays(path):
     return {name: tensor.load() for name, tensor in safetensors.read(path).items()}
 

@@ -29,22 +29,6 @@ def assert_one_line(error: BaseException, *fragments: str) -> None:
         assert fragment in message, message
 
 
-@pytest.fixture
-def state():
-    rng = np.random.default_rng(0)
-    return {
-        "roberta.embeddings.word_embeddings.weight": rng.standard_normal((50, 8)).astype(np.float32),
-        "roberta.encoder.layer.0.attention.self.query.weight": rng.standard_normal((8, 8)).astype(np.float16),
-        "roberta.encoder.layer.0.attention.self.query.bias": rng.standard_normal(8).astype(
-            ml_dtypes.bfloat16
-        ),
-        "lm_head.bias": np.arange(50, dtype=np.float64),
-        "counts": np.arange(6, dtype=np.int64).reshape(2, 3),
-        "flags": np.array([True, False]),
-        "scalar": np.array(3.5, dtype=np.float32),
-    }
-
-
 def assert_same(a: dict, b: dict) -> None:
     assert sorted(a) == sorted(b)
     for name in a:
