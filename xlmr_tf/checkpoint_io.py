@@ -12,13 +12,30 @@ import os
 from collections.abc import Mapping
 
 import numpy as np
+import tensorflow as tf
 
 from xlmr_core.checkpoint import open_checkpoint, save_checkpoint
 from xlmr_core.formats.base import as_lazy
 from xlmr_core.loading import line_up, loading_info, log_loading_info, resolve_config
-from xlmr_core.weight_mapping import to_canonical_state, to_framework_state
+from xlmr_core.weight_mapping import parameter_kind, to_canonical_state, to_framework_state
 
 logger = logging.getLogger("xlmr_tf.modeling")
+
+
+# Tensors larger than this are assigned in blocks of rows, so that no whole copy is made.
+ASSIGN_BLOCK_BYTES = 64 * 2**20
+
+
+def _assign(variable, tensor) -> None:
+    """`variable.assign(tensor)`, in row blocks read one at a time when the tensor is large."""
+    target = variable.value  # the backend variable (tables are never auto-cast)
+    if tensor.rows is None or tensor.nbytes <= ASSIGN_BLOCK_BYTES or not isinstance(target, tf.Variable):
+        variable.assign(np.asarray(tensor.load()).astype(variable.dtype, copy=False))
+        return
+    step = max(1, ASSIGN_BLOCK_BYTES * tensor.shape[0] // tensor.nbytes)
+    for start in range(0, tensor.shape[0], step):
+        block = tensor.load_rows(start, start + step).astype(variable.dtype, copy=False)
+        target[start : start + len(block)].assign(block)
 
 
 class CheckpointIO:
@@ -58,13 +75,18 @@ class CheckpointIO:
         save_checkpoint(save_directory, self.canonical_state(), config, max_shard_size=max_shard_size)
 
     def load_canonical_state(
-        self, checkpoint: Mapping[str, np.ndarray], *, where: str | os.PathLike = "checkpoint"
+        self,
+        checkpoint: Mapping[str, np.ndarray],
+        *,
+        initialise_missing: bool = False,
+        where: str | os.PathLike = "checkpoint",
     ) -> dict[str, list[str]]:
         """Assign matching checkpoint tensors (arrays or `LazyTensor`s), one at a time.
 
         Returns the missing and unexpected keys; a shape mismatch raises `CheckpointShapeError`
         naming the key. Base-model checkpoints load into heads and head checkpoints into the
-        base model (the `roberta.` prefix is matched).
+        base model (the `roberta.` prefix is matched). `initialise_missing=True` gives missing
+        weights of a model built by `zero_initialised` their random initialisation.
         """
         paths = self._variables_by_path()
         # Shapes in canonical layout: map zero-byte stand-ins through the same rules.
@@ -77,9 +99,14 @@ class CheckpointIO:
             where=where,
             base_model_prefix=self.base_model_prefix,
         )
+        if initialise_missing:
+            drawn = [
+                name for name in report.missing if parameter_kind(name) in ("linear_weight", "embedding")
+            ]
+            stand_ins = {name: np.empty((0, 0), np.int8) for name in drawn}
+            self.initialise_randomly([paths[path] for path in self.from_canonical(stand_ins)])
         for path, tensor in self.from_canonical(report.state).items():
-            variable = paths[path]
-            variable.assign(np.asarray(tensor.load()).astype(variable.dtype))
+            _assign(paths[path], tensor)
         return loading_info(report)
 
     @classmethod
@@ -99,9 +126,16 @@ class CheckpointIO:
         "unexpected_keys": [...]})`. For mixed precision set
         `keras.mixed_precision.set_global_policy(...)` first.
         """
+        from .modeling import zero_initialised
+
         config = resolve_config(directory, config, **config_overrides)
-        with open_checkpoint(directory) as checkpoint:
-            model = cls(config)
-            info = model.load_canonical_state(checkpoint.tensors, where=checkpoint.files[0])
+        # Plain reads, row block by row block for large tables: Keras copies whatever it is
+        # given, so neither a memory map nor a whole 1 GB table needs to be resident as well.
+        with open_checkpoint(directory, mmap=False) as checkpoint:
+            with zero_initialised():
+                model = cls(config)
+            info = model.load_canonical_state(
+                checkpoint.tensors, initialise_missing=True, where=checkpoint.files[0]
+            )
         log_loading_info(logger, cls.__name__, directory, info)
         return (model, info) if output_loading_info else model

@@ -25,6 +25,7 @@ assertions, so compiled steps run unchecked: validate data in eager mode first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Mapping
@@ -65,7 +66,30 @@ ACTIVATIONS = {
 }
 
 
+class _Initialisation:
+    """Whether layers built now draw random weights (see `zero_initialised`)."""
+
+    random = True
+
+
+@contextlib.contextmanager
+def zero_initialised():
+    """Build models with zero weights where they would be random, as torch's meta device.
+
+    For `from_pretrained`, which overwrites them from the checkpoint and initialises only
+    what it lacks: drawing a large model's random weights takes seconds and, in Keras,
+    several times the memory of the largest table.
+    """
+    previous, _Initialisation.random = _Initialisation.random, False
+    try:
+        yield
+    finally:
+        _Initialisation.random = previous
+
+
 def _normal(config: XLMRobertaConfig) -> keras.initializers.Initializer:
+    if not _Initialisation.random:
+        return keras.initializers.Zeros()
     return keras.initializers.RandomNormal(stddev=config.initializer_range)
 
 
@@ -119,10 +143,11 @@ class EmbeddingTable(keras.layers.Layer):
             trainable=self.trainable,
         )
         if self.padding_idx is not None:
-            # Like torch's padding_idx: the pad row starts at zero.
-            self.table.assign(
-                tf.tensor_scatter_nd_update(self.table, [[self.padding_idx]], [[0.0] * self.width])
-            )
+            self.zero_padding_row()
+
+    def zero_padding_row(self) -> None:
+        """Like torch's padding_idx: the pad row starts at zero (written in place, no table copy)."""
+        self.table.value[self.padding_idx].assign(tf.zeros((self.width,), self.table.dtype))
 
     def call(self, ids):
         rows = tf.gather(self.table, ids)
@@ -776,6 +801,18 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
     @property
     def dummy_inputs(self) -> dict:
         return {"input_ids": tf.constant([[0, 2]], tf.int32)}
+
+    def initialise_randomly(self, variables) -> None:
+        """Give `variables` (kernels and tables built by `zero_initialised`) their random start."""
+        tables = {
+            id(layer.table): layer for layer in self._flatten_layers() if isinstance(layer, EmbeddingTable)
+        }
+        normal = keras.initializers.RandomNormal(stddev=self.config.initializer_range)
+        for variable in variables:
+            variable.assign(normal(tuple(variable.shape), dtype=variable.dtype))
+            table = tables.get(id(variable))
+            if table is not None and table.padding_idx is not None:
+                table.zero_padding_row()
 
     # -- inputs
     def _gather_inputs(self, input_ids, arguments: dict) -> dict:

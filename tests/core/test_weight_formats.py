@@ -235,3 +235,31 @@ def test_reading_an_h5_without_h5py_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(ckpt.MissingDependencyError) as error:
         ckpt.load_checkpoint(tmp_path)
     assert_one_line(error.value, "tf_model.h5", "xlmr[tf]")
+
+
+def test_a_corrupt_tensor_record_is_a_one_line_error_when_it_is_read(tmp_path, state):
+    ckpt.write_weights(tmp_path, state, "torch")
+    path = tmp_path / "pytorch_model.bin"
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("archive/data/0")
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)  # the record's first byte
+    data[start : start + 4] = b"\xff\xff\xff\xff"  # the CRC no longer matches
+    path.write_bytes(bytes(data))
+    with pytest.raises(ckpt.CheckpointError) as error:
+        ckpt.load_checkpoint(tmp_path)
+    assert_one_line(error.value, "pytorch_model.bin", "corrupt")
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "torch", "tf", "flax"])
+def test_row_blocks_read_alone_equal_the_whole_tensor(tmp_path, fmt):
+    if fmt == "tf":
+        pytest.importorskip("h5py")
+    table = np.arange(7 * 5, dtype=np.float32).reshape(7, 5)
+    ckpt.write_weights(
+        tmp_path, {"roberta.embeddings.word_embeddings.weight": table, "lm_head.bias": table[0]}, fmt
+    )
+    with ckpt.open_checkpoint(tmp_path, mmap=False) as checkpoint:
+        tensor = checkpoint.tensors["roberta.embeddings.word_embeddings.weight"]
+        for start, stop in [(0, 3), (3, 7), (5, 100)]:
+            np.testing.assert_array_equal(tensor.load_rows(start, stop), table[start:stop])

@@ -122,3 +122,30 @@ def test_a_pytorch_bin_loads_without_torch(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     expected = model({"input_ids": np.load(tmp_path / "ids.npy")}, training=False).logits
     np.testing.assert_array_equal(np.load(tmp_path / "logits.npy"), np.asarray(expected))
+
+
+def test_weights_the_checkpoint_lacks_start_random_and_the_rest_exactly_loaded(tmp_path):
+    base = build("TFXLMRobertaModel", seed=5)
+    base.save_pretrained(tmp_path)
+    head, info = xlmr_tf.TFXLMRobertaForSequenceClassification.from_pretrained(
+        tmp_path, output_loading_info=True
+    )
+    assert "classifier.dense.weight" in info["missing_keys"]
+    kernel = np.asarray(head.classifier.dense.kernel)
+    assert 0.5 * head.config.initializer_range < kernel.std() < 1.5 * head.config.initializer_range
+    assert not np.any(np.asarray(head.classifier.dense.bias))
+    loaded = load_checkpoint(tmp_path)
+    ours = head.canonical_state()
+    name = "embeddings.word_embeddings.weight"
+    np.testing.assert_array_equal(ours[f"roberta.{name}"], loaded[name])
+
+
+def test_large_tables_are_assigned_in_row_blocks_with_the_same_result(tmp_path, monkeypatch):
+    from xlmr_tf import checkpoint_io
+
+    model = build("TFXLMRobertaForMaskedLM", seed=6)
+    model.save_pretrained(tmp_path)
+    monkeypatch.setattr(checkpoint_io, "ASSIGN_BLOCK_BYTES", 1000)  # every table goes in blocks
+    loaded = xlmr_tf.TFXLMRobertaForMaskedLM.from_pretrained(tmp_path)
+    for name, array in model.canonical_state().items():
+        np.testing.assert_array_equal(loaded.canonical_state()[name], array, err_msg=name)

@@ -78,6 +78,12 @@ class LazyTensor:
     shape: tuple[int, ...]
     dtype: np.dtype
     load: Callable[[], np.ndarray]
+    # `rows(start, stop)` reads rows [start, stop) alone, where the format allows it.
+    rows: Callable[[int, int], np.ndarray] | None = None
+
+    def load_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows `[start, stop)` of the tensor, reading only those where the file allows."""
+        return self.rows(start, stop) if self.rows is not None else self.load()[start:stop]
 
     @property
     def nbytes(self) -> int:
@@ -94,8 +100,9 @@ class LazyTensor:
         is_float = self.dtype.kind == "f" or self.dtype == BFLOAT16
         if dtype == self.dtype or not is_float:
             return self
-        load = self.load
-        return LazyTensor(self.shape, dtype, lambda: load().astype(dtype))
+        load, rows = self.load, self.rows
+        cast_rows = None if rows is None else (lambda start, stop: rows(start, stop).astype(dtype))
+        return LazyTensor(self.shape, dtype, lambda: load().astype(dtype), cast_rows)
 
     def checked_load(self, name: str) -> np.ndarray:
         """`load()`, making sure the data is what the header promised."""

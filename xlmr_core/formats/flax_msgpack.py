@@ -152,12 +152,22 @@ class _MsgpackReader:
 def _flax_leaf(value, path: Path, name: str) -> LazyTensor:
     if isinstance(value, _ArraySpan):
         span = value
+        row = math.prod(span.shape[1:])
+
+        def rows(start, stop):
+            count = (min(stop, span.shape[0]) - start) * row
+            offset = span.offset + start * row * span.dtype.itemsize
+            return np.fromfile(path, dtype=span.dtype, count=count, offset=offset).reshape(
+                -1, *span.shape[1:]
+            )
+
         return LazyTensor(
             span.shape,
             span.dtype,
             lambda: np.fromfile(
                 path, dtype=span.dtype, count=math.prod(span.shape), offset=span.offset
             ).reshape(span.shape),
+            rows if span.shape else None,
         )
     if isinstance(value, dict) and value.get(_FLAX_CHUNK_MARK) is True:
         try:

@@ -41,13 +41,16 @@ def _dataset_tensor(path: Path, dataset, name: str) -> LazyTensor:
         raise CheckpointError(f"{path}: weight {short(name)} has dtype {dtype}, not a number type")
     shape = checked_shape(list(dataset.shape), f"{path}: weight {short(name)}")
 
-    def load():
+    def read(selection):
         try:
-            return np.asarray(dataset[()]).reshape(shape)
+            return np.asarray(dataset[selection])
         except (OSError, ValueError, TypeError, KeyError) as error:
             raise CheckpointError(f"{path}: weight {short(name)} cannot be read ({reason(error)})") from None
 
-    return LazyTensor(shape, dtype, load)
+    def rows(start, stop):
+        return read(slice(start, stop))
+
+    return LazyTensor(shape, dtype, lambda: read(()).reshape(shape), rows if shape else None)
 
 
 def read(path: str | os.PathLike) -> tuple[dict[str, LazyTensor], Callable[[], None]]:

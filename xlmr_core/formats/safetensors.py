@@ -160,7 +160,13 @@ def read(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, LazyTensor]
                 return mapped()[begin:end].view(dtype).reshape(shape)
             return np.fromfile(path, dtype=dtype, count=math.prod(shape), offset=begin).reshape(shape)
 
-        tensors[name] = LazyTensor(shape, np.dtype(dtype), load)
+        def rows(start, stop, dtype=dtype, shape=shape, begin=data_start + begin):
+            row = math.prod(shape[1:])
+            count = (min(stop, shape[0]) - start) * row
+            offset = begin + start * row * dtype.itemsize
+            return np.fromfile(path, dtype=dtype, count=count, offset=offset).reshape(-1, *shape[1:])
+
+        tensors[name] = LazyTensor(shape, np.dtype(dtype), load, rows if shape else None)
     return tensors
 
 

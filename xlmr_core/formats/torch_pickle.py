@@ -21,6 +21,7 @@ import os
 import pickle
 import struct
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -114,13 +115,18 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored) -> LazyTen
             f"a tensor of size {list(size)} reaches past its storage of {storage.numel} elements"
         )
 
+    numel = math.prod(size)
+    contiguous = all(s == math.prod(size[i + 1 :]) for i, (d, s) in enumerate(zip(size, stride)) if d > 1)
+
     def load():
         flat = storage.load()
+        if contiguous and flat.dtype == storage.dtype:
+            return flat[offset : offset + numel].reshape(size)  # no copy of a large tensor
         itemsize = flat.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(
             flat[offset:], shape=size, strides=[s * itemsize for s in stride], writeable=False
         )
-        return np.array(view, dtype=storage.dtype)  # a private, writable copy in native byte order
+        return np.array(view, dtype=storage.dtype)  # native byte order
 
     return LazyTensor(size, storage.dtype, load)
 
@@ -259,11 +265,31 @@ def _load_zip(path: Path):
     if f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder") != b"little":
         raise UnsupportedCheckpointError(f"{path}: big-endian torch files are not supported")
 
+    archive_size = path.stat().st_size
+
+    def read_record(name: str) -> bytearray:
+        try:
+            return _read_record(name)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as error:
+            raise CheckpointError(f"{path}: record {short(name, 60)} is corrupt ({reason(error)})") from None
+
+    def _read_record(name: str) -> bytearray:
+        info = archive.getinfo(name)
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size > archive_size:
+            return bytearray(archive.read(name))  # never written by torch; zipfile checks it
+        # Read straight into a writable buffer: no second copy of a gigabyte embedding.
+        buffer = bytearray(info.file_size)
+        with archive.open(info) as record:
+            filled = record.readinto(buffer)
+        if filled != info.file_size:
+            raise CheckpointError(f"{path}: record {short(name, 60)} is truncated")
+        return buffer
+
     def storage(key, dtype, numel):
         name = f"{prefix}data/{key}"
         if name not in names:
             raise CheckpointError(f"{path}: storage {short(key, 40)} is missing from the archive")
-        return _Storage(dtype, numel, lambda: archive.read(name))
+        return _Storage(dtype, numel, lambda: read_record(name))
 
     with archive.open(pickles[0]) as f:
         return _RestrictedUnpickler(io.BytesIO(f.read()), path, storage).load()
