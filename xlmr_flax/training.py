@@ -14,10 +14,15 @@ The loss is the one the model computes from the labels in the batch (`labels`, o
 Data parallelism: build a mesh with `data_parallel_mesh()`, put the state on it with
 `replicate(state, mesh)` and each batch with `shard_batch(batch, mesh)`; the same jitted
 step then runs over all devices (GSPMD) and gives the same result as one device.
+FSDP and tensor parallelism: `create_train_state(..., mesh=sharding.make_mesh(data, model),
+layout="fsdp" | "tp" | "fsdp_tp")` and `make_train_step(..., mesh=mesh)`; the partition
+rules are in `xlmr_flax.sharding`. `save_train_state` / `restore_train_state` checkpoint the
+whole state with orbax for resuming.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -87,12 +92,37 @@ def create_optimizer(
 
 
 def create_train_state(
-    model: FlaxXLMRobertaPreTrainedModel, optimizer: optax.GradientTransformation, seed: int = 0
+    model: FlaxXLMRobertaPreTrainedModel,
+    optimizer: optax.GradientTransformation,
+    seed: int = 0,
+    *,
+    mesh: Mesh | None = None,
+    layout: str = "dp",
 ) -> TrainState:
-    """A train state over `model.params`; `seed` seeds the dropout key."""
-    return TrainState.create(
-        apply_fn=model.module.apply, params=model.params, tx=optimizer, dropout_rng=jax.random.PRNGKey(seed)
-    )
+    """A train state over `model.params`; `seed` seeds the dropout key. With a `mesh`
+    (`sharding.make_mesh`), the state is placed on it by `layout`: `"dp"`, `"fsdp"`,
+    `"tp"` or `"fsdp_tp"` (see `xlmr_flax.sharding`)."""
+    if mesh is None:
+        return TrainState.create(
+            apply_fn=model.module.apply,
+            params=model.params,
+            tx=optimizer,
+            dropout_rng=jax.random.PRNGKey(seed),
+        )
+    from . import sharding
+
+    params = sharding.shard_params(model.params, mesh, layout)
+
+    def create(params):
+        return TrainState.create(
+            apply_fn=model.module.apply, params=params, tx=optimizer, dropout_rng=jax.random.PRNGKey(seed)
+        )
+
+    # The optimizer state is created directly in its sharded layout: no device ever holds
+    # the full moments (what FSDP is for).
+    abstract = jax.eval_shape(create, params)
+    shardings = sharding.tree_shardings(abstract, abstract.params, mesh, layout)
+    return jax.jit(create, out_shardings=shardings)(params)
 
 
 def _split_microbatches(batch: dict, accumulation_steps: int) -> dict:
@@ -123,6 +153,7 @@ def make_train_step(
     *,
     accumulation_steps: int = 1,
     donate: bool = False,
+    mesh: Mesh | None = None,
     **call_options,
 ) -> Callable:
     """A jitted `train_step(state, batch) -> (state, {"loss", "grad_norm", "learning_rate"?})`.
@@ -132,6 +163,8 @@ def make_train_step(
     of the whole batch when the loss is a mean over equal-sized micro-batches).
     `call_options` go to every model call (e.g. `labelled_positions_only=True,
     max_predictions=20` for masked LM). `donate=True` lets XLA reuse the old state's memory.
+    With a `mesh`, the batch is split over its `"data"` axis and the new state keeps the
+    sharding the given state has (from `create_train_state(..., mesh=, layout=)`).
     """
     if accumulation_steps < 1:
         raise ValueError(f"accumulation_steps must be >= 1, got {accumulation_steps}")
@@ -157,16 +190,49 @@ def make_train_step(
         new_state = state.apply_gradients(grads=grads, dropout_rng=dropout_rng)
         return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
-    return jax.jit(train_step, donate_argnums=(0,) if donate else ())
+    donate_argnums = (0,) if donate else ()
+    if mesh is None:
+        return jax.jit(train_step, donate_argnums=donate_argnums)
+    return _keep_layout(train_step, mesh, donate_argnums, returns_state=True)
 
 
-def make_eval_step(model: FlaxXLMRobertaPreTrainedModel, **call_options) -> Callable:
-    """A jitted `eval_step(params, batch) -> model output` (dropout off; loss when labelled)."""
+def _keep_layout(function: Callable, mesh: Mesh, donate_argnums: tuple, returns_state: bool) -> Callable:
+    """`function(tree, batch)` jitted per tree structure with the tree's own shardings in (and
+    out, for a state), the batch split over "data" and everything else replicated."""
+    from . import sharding
+
+    replicated = NamedSharding(mesh, PartitionSpec())
+    compiled = {}
+
+    def run(tree, batch):
+        key = jax.tree_util.tree_structure(tree)
+        if key not in compiled:
+            shardings = jax.tree_util.tree_map(lambda x: getattr(x, "sharding", replicated), tree)
+            out_shardings = (shardings, replicated) if returns_state else replicated
+            compiled[key] = jax.jit(
+                function,
+                in_shardings=(shardings, sharding.batch_sharding(mesh)),
+                out_shardings=out_shardings,
+                donate_argnums=donate_argnums,
+            )
+        return compiled[key](tree, sharding.shard_batch(batch, mesh))
+
+    return run
+
+
+def make_eval_step(
+    model: FlaxXLMRobertaPreTrainedModel, *, mesh: Mesh | None = None, **call_options
+) -> Callable:
+    """A jitted `eval_step(params, batch) -> model output` (dropout off; loss when labelled).
+    With a `mesh`, parameters stay in their sharding (`sharding.shard_params`), the batch is
+    split over `"data"` and the outputs come back replicated."""
 
     def eval_step(params, batch: dict):
         return model(**batch, **call_options, params=params, train=False, return_dict=True)
 
-    return jax.jit(eval_step)
+    if mesh is None:
+        return jax.jit(eval_step)
+    return _keep_layout(eval_step, mesh, (), returns_state=False)
 
 
 # ----------------------------------------------------------------------------- data parallelism
@@ -184,8 +250,9 @@ def replicate(tree, mesh: Mesh):
 
 
 def shard_batch(batch: dict, mesh: Mesh) -> dict:
-    """Split every array of `batch` along its first (batch) axis over the mesh's devices."""
-    size = mesh.devices.size
+    """Split every array of `batch` along its first (batch) axis over the mesh's devices
+    (over its `"data"` axis only, on a 2-D mesh from `sharding.make_mesh`)."""
+    size = mesh.shape["data"] if "data" in mesh.shape else mesh.devices.size
 
     def put(x):
         x = np.asarray(x)
@@ -194,3 +261,39 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
         return jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
 
     return jax.tree_util.tree_map(put, batch)
+
+
+# ----------------------------------------------------------------------------- resuming
+
+
+def _checkpoint_manager(directory, max_to_keep: int | None = None):
+    # orbax-checkpoint is needed only for resuming: imported here, not with the package.
+    import orbax.checkpoint as ocp
+
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    return ocp, ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def save_train_state(directory, state: TrainState, *, max_to_keep: int | None = None) -> int:
+    """Checkpoint the whole train state (parameters, optimizer state, step, dropout key) under
+    `directory/<step>` with orbax; a checkpoint appears only once completely written, and a
+    sharded state is written shard by shard. Returns the step. Needs `orbax-checkpoint`."""
+    ocp, manager = _checkpoint_manager(directory, max_to_keep)
+    step = int(state.step)
+    with manager:
+        manager.save(step, args=ocp.args.StandardSave(state))
+        manager.wait_until_finished()
+    return step
+
+
+def restore_train_state(directory, state: TrainState, step: int | None = None) -> TrainState | None:
+    """The state saved under `directory` at `step` (default: the latest), restored into the
+    structure, dtypes and shardings of `state` (a freshly created one); None if there is none.
+    The data position is `state.step`: feed batch `int(state.step)` next."""
+    ocp, manager = _checkpoint_manager(directory)
+    with manager:
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            return None
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
+        return manager.restore(step, args=ocp.args.StandardRestore(abstract))
