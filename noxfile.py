@@ -90,3 +90,18 @@ def lint(session):
     session.install(*CONSTRAINTS, "ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(name="distributed")
+def distributed(session):
+    """The heavy training-at-scale tests: 2-process DDP/FSDP2 and resume (torch, gloo on
+    localhost), every JAX layout on 4 fake CPU devices and 2 `jax.distributed` processes
+    (also `examples/flax_distributed.py`), Flax/TF resume (~12 min on 2 cores). `nox -s tests`
+    runs only a fast slice of them."""
+    install(session, ["all", "test"])
+    session.install(*CONSTRAINTS, "orbax-checkpoint")
+    session.env["XLMR_HEAVY"] = "1"
+    files = ["tests/torch/test_distributed.py", "tests/torch/test_resume.py", "tests/flax/test_sharding.py"]
+    files += ["tests/flax/test_resume.py", "tests/flax/test_distributed_example.py"]
+    files += ["tests/tf/test_resume.py"]
+    session.run(*PYTEST, *files, *session.posargs)
