@@ -93,7 +93,9 @@ class CheckpointIO:
         "unexpected_keys": [...]})`.
         """
         config = resolve_config(directory, config, **config_overrides)
-        with open_checkpoint(directory) as checkpoint:
+        # Plain reads into fresh arrays, which JAX on CPU adopts without a copy (a memory map
+        # would be copied, and its pages would stay resident beside the copy).
+        with open_checkpoint(directory, mmap=False) as checkpoint:
             model = cls(config, seed=seed, dtype=dtype, param_dtype=param_dtype, _do_init=False)
             info = model.load_canonical_state(checkpoint.tensors, where=checkpoint.files[0])
         log_loading_info(logger, cls.__name__, directory, info)

@@ -83,11 +83,16 @@ class _StorageType:
 class _Storage:
     """A flat run of elements in the file, read when a tensor over it is loaded."""
 
-    def __init__(self, dtype: np.dtype, numel: int, read):
-        self.dtype, self.numel, self.read = dtype, int(numel), read
+    def __init__(self, dtype: np.dtype, numel: int, read, read_range=None):
+        # `read()` gives the raw bytes; `read_range(first, count)`, where the file allows,
+        # reads `count` elements from element `first` alone.
+        self.dtype, self.numel, self.read, self.read_range = dtype, int(numel), read, read_range
 
     def load(self) -> np.ndarray:
-        data = np.frombuffer(self.read(), dtype=self.dtype.newbyteorder("<"))
+        raw, little = self.read(), self.dtype.newbyteorder("<")
+        if len(raw) % little.itemsize:
+            raise CheckpointError(f"a tensor storage of {len(raw)} bytes does not hold whole {self.dtype}s")
+        data = raw.view(little) if isinstance(raw, np.ndarray) else np.frombuffer(raw, dtype=little)
         if data.size < self.numel:
             raise CheckpointError(f"a tensor storage holds {data.size} elements, {self.numel} expected")
         return data
@@ -128,7 +133,14 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored) -> LazyTen
         )
         return np.array(view, dtype=storage.dtype)  # native byte order
 
-    return LazyTensor(size, storage.dtype, load)
+    def rows(start, stop):
+        row = math.prod(size[1:])
+        stop = min(stop, size[0])
+        block = storage.read_range(offset + start * row, max(0, stop - start) * row)
+        return block.astype(storage.dtype, copy=False).reshape(-1, *size[1:])
+
+    rows_readable = contiguous and storage.read_range is not None and len(size) > 0
+    return LazyTensor(size, storage.dtype, load, rows if rows_readable else None)
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
@@ -267,29 +279,55 @@ def _load_zip(path: Path):
 
     archive_size = path.stat().st_size
 
-    def read_record(name: str) -> bytearray:
-        try:
-            return _read_record(name)
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as error:
-            raise CheckpointError(f"{path}: record {short(name, 60)} is corrupt ({reason(error)})") from None
+    def guarded(read):
+        def run(*args):
+            try:
+                return read(*args)
+            except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as error:
+                raise CheckpointError(f"{path}: a tensor record is corrupt ({reason(error)})") from None
 
-    def _read_record(name: str) -> bytearray:
-        info = archive.getinfo(name)
-        if info.compress_type != zipfile.ZIP_STORED or info.file_size > archive_size:
-            return bytearray(archive.read(name))  # never written by torch; zipfile checks it
-        # Read straight into a writable buffer: no second copy of a gigabyte embedding.
-        buffer = bytearray(info.file_size)
-        with archive.open(info) as record:
-            filled = record.readinto(buffer)
-        if filled != info.file_size:
-            raise CheckpointError(f"{path}: record {short(name, 60)} is truncated")
-        return buffer
+        return run
+
+    def data_offset(info: zipfile.ZipInfo) -> int | None:
+        """Where a stored (uncompressed) record's bytes start in the file, or None."""
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+        with open(path, "rb") as f:
+            f.seek(info.header_offset)
+            header = f.read(30)
+        if len(header) != 30 or header[:4] != b"PK\x03\x04":
+            raise CheckpointError(f"{path}: record {short(info.filename, 60)} has no valid local header")
+        name_length, extra_length = struct.unpack("<HH", header[26:30])
+        start = info.header_offset + 30 + name_length + extra_length
+        if start + info.file_size > archive_size:
+            raise CheckpointError(
+                f"{path}: record {short(info.filename, 60)} reaches past the end of the file"
+            )
+        return start
 
     def storage(key, dtype, numel):
         name = f"{prefix}data/{key}"
         if name not in names:
             raise CheckpointError(f"{path}: storage {short(key, 40)} is missing from the archive")
-        return _Storage(dtype, numel, lambda: read_record(name))
+        info = archive.getinfo(name)
+        start = data_offset(info)
+        if start is None:  # never written by torch; zipfile decompresses and checks it
+            return _Storage(dtype, numel, guarded(lambda: archive.read(name)))
+
+        def read():
+            # Straight from the file into one writable array: no second copy of a large table.
+            raw = np.fromfile(path, dtype=np.uint8, count=info.file_size, offset=start)
+            if len(raw) != info.file_size or zlib.crc32(raw) != info.CRC:
+                raise CheckpointError(f"{path}: record {short(name, 60)} is corrupt (its CRC does not match)")
+            return raw
+
+        def read_range(first, count):
+            little = dtype.newbyteorder("<")
+            if (first + count) * little.itemsize > info.file_size:
+                raise CheckpointError(f"{path}: record {short(name, 60)} is shorter than its tensor")
+            return np.fromfile(path, dtype=little, count=count, offset=start + first * little.itemsize)
+
+        return _Storage(dtype, numel, guarded(read), guarded(read_range))
 
     with archive.open(pickles[0]) as f:
         return _RestrictedUnpickler(io.BytesIO(f.read()), path, storage).load()
