@@ -142,7 +142,7 @@ class EmbeddingTable(keras.layers.Layer):
             autocast=False,
             trainable=self.trainable,
         )
-        if self.padding_idx is not None:
+        if self.padding_idx is not None and _Initialisation.random:  # zero-initialised: already zero
             self.zero_padding_row()
 
     def zero_padding_row(self) -> None:
