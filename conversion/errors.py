@@ -8,6 +8,7 @@ from xlmr_core.checkpoint import (
     UnsupportedCheckpointError,
 )
 from xlmr_core.checkpoint import MissingDependencyError as CoreMissingDependencyError
+from xlmr_core.formats.base import clip
 
 # Exit statuses, documented in `xlmr-convert --help`.
 EXIT_OK = 0
@@ -90,5 +91,4 @@ def exit_code(error: BaseException) -> int:
 
 def one_line(error: BaseException) -> str:
     """The error's message as one line of at most `MAX_MESSAGE` characters."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+    return clip(str(error), MAX_MESSAGE) or type(error).__name__

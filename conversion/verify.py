@@ -195,14 +195,14 @@ RUNNERS = {"torch": run_torch, "tf": run_tf, "flax": run_flax}
 
 
 # ------------------------------------------------------------------ the command
-def compare(directory: Path, placements: dict[str, str], tolerance: float, quiet: bool):
+def compare(
+    directory: Path, config, names: set[str], placements: dict[str, str], tolerance: float, quiet: bool
+):
     """Rows `(head, output, comparison, max |diff| or None, passed, note)` and the input description.
 
-    `placements` maps each framework to run onto its device ("cpu" or "gpu")."""
+    `names` are the checkpoint's tensor names; `placements` maps each framework to run onto
+    its device ("cpu" or "gpu")."""
     frameworks = list(placements)
-    config = read_config(directory)
-    with open_checkpoint(directory) as checkpoint:
-        names = set(checkpoint.tensors)
     heads = detect_heads(names, config)
     inputs, described = make_inputs(directory, config, quiet)
     rows = []
@@ -257,6 +257,7 @@ def verify(
         config = read_config(directory)
         tensors = canonicalize(checkpoint.tensors, config.tie_word_embeddings)
         check_shapes(tensors, config, checkpoint.files[0])
+        names = set(checkpoint.tensors)
     requested = list(dict.fromkeys(frameworks or FRAMEWORKS))
     tolerance = tolerance if tolerance is not None else (GPU_TOLERANCE if device == "gpu" else CPU_TOLERANCE)
     placements, skipped, on_cpu = {}, {}, {}
@@ -276,7 +277,7 @@ def verify(
             raise MissingDependencyError(f"--device gpu: no framework here can use a GPU ({detail})")
         raise MissingDependencyError(f"no framework to verify with ({detail}); pip install 'xlmr[torch]'")
 
-    rows, described = compare(directory, placements, tolerance, quiet)
+    rows, described = compare(directory, config, names, placements, tolerance, quiet)
 
     print(f"checkpoint  {directory}")
     print(f"inputs      {described}")

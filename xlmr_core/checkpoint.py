@@ -56,7 +56,6 @@ __all__ = [
     "check_writable",
     "detect_format",
     "eager",
-    "find_weights_file",
     "load_checkpoint",
     "open_checkpoint",
     "parse_size",
@@ -98,11 +97,6 @@ _INDEX_NAMES = {"safetensors": SAFE_WEIGHTS_INDEX_NAME, "torch": TORCH_WEIGHTS_I
 
 
 # ------------------------------------------------------------------ finding the weights
-def find_weights_file(directory: str | os.PathLike) -> Path:
-    """The weights file of a checkpoint directory, in the order of `WEIGHTS_FILES`."""
-    return detect_format(directory)[1]
-
-
 def detect_format(directory: str | os.PathLike) -> tuple[str, Path]:
     """`(format, weights file)` of a checkpoint directory, in `WEIGHTS_FILES` order."""
     directory = Path(directory)

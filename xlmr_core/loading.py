@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
+
 from .checkpoint import canonicalize
 from .configuration import CONFIG_NAME, XLMRobertaConfig
 from .formats.base import CheckpointShapeError, LazyTensor, short
@@ -48,13 +50,14 @@ def resolve_config(directory: str | os.PathLike, config=None, **overrides) -> XL
 
 def line_up(
     expected_shapes: Mapping[str, Iterable[int]],
-    tensors: Mapping[str, LazyTensor],
+    tensors: Mapping[str, LazyTensor | np.ndarray],
     *,
     tie_word_embeddings: bool,
     where: str | os.PathLike,
     base_model_prefix: str = BASE_MODEL_PREFIX,
 ) -> LoadReport:
-    """Match a checkpoint's canonical tensors to the names and shapes a model expects.
+    """Match a checkpoint's canonical tensors (arrays or `LazyTensor`s) to the names and
+    shapes a model expects.
 
     Returns the tensors to assign under the model's canonical names (still lazy) and the
     missing and unexpected keys. A shape mismatch is `CheckpointShapeError` naming `where`.

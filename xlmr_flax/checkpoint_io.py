@@ -17,7 +17,6 @@ import numpy as np
 from flax import traverse_util
 
 from xlmr_core.checkpoint import open_checkpoint, save_checkpoint
-from xlmr_core.formats.base import as_lazy
 from xlmr_core.loading import line_up, loading_info, log_loading_info, resolve_config
 from xlmr_core.weight_mapping import to_canonical_state, to_framework_state
 
@@ -58,7 +57,7 @@ class CheckpointIO:
         expected = {name: array.shape for name, array in to_canonical_state(stand_ins, "flax").items()}
         report = line_up(
             expected,
-            as_lazy(checkpoint),
+            checkpoint,
             tie_word_embeddings=self.config.tie_word_embeddings,
             where=where,
             base_model_prefix=self.base_model_prefix,

@@ -15,7 +15,6 @@ import numpy as np
 import tensorflow as tf
 
 from xlmr_core.checkpoint import open_checkpoint, save_checkpoint
-from xlmr_core.formats.base import as_lazy
 from xlmr_core.loading import line_up, loading_info, log_loading_info, resolve_config
 from xlmr_core.weight_mapping import parameter_kind, to_canonical_state, to_framework_state
 
@@ -94,7 +93,7 @@ class CheckpointIO:
         expected = {name: array.shape for name, array in self.to_canonical(stand_ins).items()}
         report = line_up(
             expected,
-            as_lazy(checkpoint),
+            checkpoint,
             tie_word_embeddings=self.config.tie_word_embeddings,
             where=where,
             base_model_prefix=self.base_model_prefix,

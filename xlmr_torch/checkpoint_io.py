@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from xlmr_core.checkpoint import open_checkpoint, save_checkpoint
-from xlmr_core.formats.base import as_lazy
 from xlmr_core.loading import line_up, loading_info, log_loading_info, resolve_config
 
 logger = logging.getLogger("xlmr_torch.modeling")
@@ -100,7 +99,7 @@ class CheckpointIO:
         expected = {name: tuple(t.shape) for name, t in params.items() if name not in aliases}
         report = line_up(
             expected,
-            as_lazy(checkpoint),
+            checkpoint,
             tie_word_embeddings=self.config.tie_word_embeddings,
             where=where,
             base_model_prefix=self.base_model_prefix,

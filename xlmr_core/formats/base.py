@@ -33,16 +33,15 @@ class MissingDependencyError(ImportError):
     """Reading or writing a format needs a library that is not installed (the message names the extra)."""
 
 
-def short(value, limit: int = 80) -> str:
-    """`repr(value)` on one line, cut to `limit` characters: input never makes a message unbounded."""
-    text = " ".join(repr(value).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def clip(text: str, limit: int = 80) -> str:
     """`text` on one line, cut to `limit` characters."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def short(value, limit: int = 80) -> str:
+    """`repr(value)` on one line, cut to `limit` characters: input never makes a message unbounded."""
+    return clip(repr(value), limit)
 
 
 def reason(error: BaseException, limit: int = 120) -> str:

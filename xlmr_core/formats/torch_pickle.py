@@ -108,7 +108,7 @@ class _Marker:
 def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored) -> LazyTensor:
     if not isinstance(storage, _Storage):
         raise CheckpointError("a tensor is rebuilt from something that is not a storage")
-    size = checked_shape(list(size) if isinstance(size, tuple) else size, "a tensor")
+    size = checked_shape(size, "a tensor")
     if not isinstance(stride, tuple) or not all(type(s) is int and s >= 0 for s in stride):
         raise CheckpointError(f"a tensor of size {list(size)} has invalid strides {short(stride, 40)}")
     if type(storage_offset) is not int or storage_offset < 0 or len(stride) != len(size):
