@@ -313,13 +313,14 @@ def write_weights(
     metadata: Mapping[str, str] | None = None,
     progress=None,
 ) -> list[str]:
-    """Write canonical `tensors` into the existing `directory` in format `fmt`; return the file names.
+    """Write canonical `tensors` into `directory` (made if missing) in format `fmt`; return the file names.
 
     Streams one tensor at a time. `max_shard_size` shards safetensors and `.bin` files (with
     their index). Not atomic by itself: write into a staging folder (`save_checkpoint` does).
     """
     check_writable([fmt])
     directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     tensors = as_lazy(tensors)
     if fmt == "tf":
         keras_h5.write(directory / TF_WEIGHTS_NAME, tensors, architecture, progress)
