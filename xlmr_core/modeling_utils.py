@@ -14,6 +14,17 @@ import numpy as np
 IGNORE_INDEX = -100
 
 
+# Ids of any of these dtypes are accepted (and cast to the framework's index dtype);
+# every other dtype of an id tensor is a `TypeError` with the same text in all three frameworks.
+INTEGER_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+
+
+def check_integer_dtype(name: str, dtype_name: str) -> None:
+    """Raise `TypeError` unless `dtype_name` (numpy's spelling, e.g. `"float32"`) is an integer dtype."""
+    if dtype_name not in INTEGER_DTYPES:
+        raise TypeError(f"{name} must hold integers (any integer dtype), got dtype {dtype_name}")
+
+
 def check_sequence_length(config, past_length: int, new_length: int) -> None:
     """Raise `ValueError` when past + new tokens do not fit the position table.
 
