@@ -92,6 +92,16 @@ def lint(session):
     session.run("ruff", "format", "--check", ".")
 
 
+@nox.session(name="fuzz")
+def fuzz(session):
+    """The fuzz suite at 25x the default slice: some 25,000 seeded hostile files and inputs (10,000
+    random texts through slow and fast), each target in a memory-limited child process with a 20 s
+    hang limit; ends with `fuzz: N cases, C clean errors, A accepted, X crashes, H hangs` and fails
+    on any crash or hang (~15 min on 2 cores). `nox -s tests` runs a slice of about 1,000 cases."""
+    install(session, ["all", "test"])
+    session.run("python", "-m", "tests.fuzz", "--scale", "25", *session.posargs)
+
+
 @nox.session(name="distributed")
 def distributed(session):
     """The heavy training-at-scale tests: 2-process DDP/FSDP2 and resume (torch, gloo on
@@ -103,5 +113,5 @@ def distributed(session):
     session.env["XLMR_HEAVY"] = "1"
     files = ["tests/torch/test_distributed.py", "tests/torch/test_resume.py", "tests/flax/test_sharding.py"]
     files += ["tests/flax/test_resume.py", "tests/flax/test_distributed_example.py"]
-    files += ["tests/tf/test_resume.py"]
+    files += ["tests/tf/test_resume.py", "tests/tf/test_distribute.py"]
     session.run(*PYTEST, *files, *session.posargs)

@@ -8,7 +8,9 @@ from xlmr_core.checkpoint import (
     UnsupportedCheckpointError,
 )
 from xlmr_core.checkpoint import MissingDependencyError as CoreMissingDependencyError
+from xlmr_core.configuration import ConfigError
 from xlmr_core.formats.base import clip
+from xlmr_core.tokenization_base import TokenizerError
 
 # Exit statuses, documented in `xlmr-convert --help`.
 EXIT_OK = 0
@@ -20,6 +22,8 @@ EXIT_SHAPE_MISMATCH = 5
 EXIT_UNKNOWN_FORMAT = 6
 EXIT_DESTINATION_EXISTS = 7
 EXIT_MISSING_DEPENDENCY = 8
+EXIT_EXPORT_FAILED = 10
+EXIT_OTHER = 9
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """exit status:
@@ -32,6 +36,8 @@ EXIT_CODES_HELP = """exit status:
   6  unknown or unsupported checkpoint format
   7  DST exists (pass --overwrite to replace it)
   8  a needed library or device is missing (the message names the extra to install)
+  9  any other error (permission denied, disk full, an internal error): the message says which
+  10 export: the exporter failed, or the artifact does not match the eager model
   130 interrupted (Ctrl-C); nothing was written"""
 
 
@@ -70,15 +76,30 @@ class MissingDependencyError(ConversionError):
     exit_code = EXIT_MISSING_DEPENDENCY
 
 
+class ExportError(ConversionError):
+    """`xlmr-convert export`: the exporter failed, or its artifact does not match the eager model."""
+
+    exit_code = EXIT_EXPORT_FAILED
+
+
 # The core's errors (xlmr_core.checkpoint) and the exit status each one means here.
 _CORE_EXIT_CODES = (
     (CheckpointShapeError, EXIT_SHAPE_MISMATCH),
     (UnsupportedCheckpointError, EXIT_UNKNOWN_FORMAT),
     (CheckpointError, EXIT_CORRUPT_FILE),
+    (ConfigError, EXIT_CORRUPT_FILE),
+    (TokenizerError, EXIT_CORRUPT_FILE),
     (FileNotFoundError, EXIT_MISSING_FILE),
     (CoreMissingDependencyError, EXIT_MISSING_DEPENDENCY),
 )
-REPORTED = (ConversionError, CheckpointError, FileNotFoundError, CoreMissingDependencyError)
+REPORTED = (
+    ConversionError,
+    CheckpointError,
+    ConfigError,
+    TokenizerError,
+    FileNotFoundError,
+    CoreMissingDependencyError,
+)
 MAX_MESSAGE = 300
 
 
@@ -86,7 +107,7 @@ def exit_code(error: BaseException) -> int:
     """The exit status for one of the `REPORTED` errors."""
     if isinstance(error, ConversionError):
         return error.exit_code
-    return next(code for kind, code in _CORE_EXIT_CODES if isinstance(error, kind))
+    return next((code for kind, code in _CORE_EXIT_CODES if isinstance(error, kind)), EXIT_OTHER)
 
 
 def one_line(error: BaseException) -> str:

@@ -35,7 +35,7 @@ from xlmr_core import XLMRobertaConfig
 from xlmr_core.architecture import expected_shapes
 from xlmr_core.checkpoint import FLOAT_DTYPES, FORMAT_FILES, check_writable
 from xlmr_core.formats import torch_pickle
-from xlmr_core.formats.base import LazyTensor, eager
+from xlmr_core.formats.base import LazyTensor, eager, short
 
 from .convert import staged_destination, write_formats
 from .errors import (
@@ -101,7 +101,7 @@ def rename_fairseq_state(model: dict[str, LazyTensor]) -> tuple[dict[str, LazyTe
         if _IGNORED.search(name):
             continue
         if not isinstance(tensor, LazyTensor):
-            raise CorruptFileError(f"model.pt entry {name!r} is a {type(tensor).__name__}, not a tensor")
+            raise CorruptFileError(f"model.pt entry {short(name)} is a {type(tensor).__name__}, not a tensor")
         rest = name[len(root) + 1 :] if name.startswith(root + ".") else None
         match = re.fullmatch(r"sentence_encoder\.layers\.(\d+)\.(.+)\.(weight|bias)", rest or "")
         if match:
@@ -170,7 +170,9 @@ def fairseq_config(state: dict[str, LazyTensor], args: dict, vocab_size: int) ->
         raise CorruptFileError("model.pt does not record encoder_attention_heads in its args / cfg")
     activation = args.get("activation_fn", "gelu")
     if activation not in _ACTIVATIONS:
-        raise UnknownFormatError(f"model.pt uses activation {activation!r}, which XLM-R does not have")
+        raise UnknownFormatError(
+            f"model.pt uses activation {short(activation, 40)}, which XLM-R does not have"
+        )
     return XLMRobertaConfig(
         vocab_size=vocab_size,
         hidden_size=embeddings.shape[1],
@@ -201,7 +203,7 @@ def read_dictionary(path: Path) -> list[str]:
         if count == "#fairseq:overwrite":
             token, _, count = token.rpartition(" ")
         if not token or not count.lstrip("-").isdigit():
-            raise CorruptFileError(f"{path}:{number}: expected '<token> <count>', got {line!r}")
+            raise CorruptFileError(f"{path}:{number}: expected '<token> <count>', got {short(line, 60)}")
         tokens.append(token)
     return tokens
 

@@ -1,4 +1,5 @@
-"""`inspect`: what a checkpoint directory holds, read from headers only (no framework, no weights)."""
+"""`inspect`: what a checkpoint directory holds, from its headers (no framework), and which tensors
+hold NaN or infinite values (the only pass over the data, in bounded row blocks)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import os
 from pathlib import Path
 
 from xlmr_core.architecture import detect_heads, expected_shapes
-from xlmr_core.checkpoint import canonicalize, check_shapes, detect_format, open_checkpoint
+from xlmr_core.checkpoint import (
+    canonicalize,
+    check_shapes,
+    describe_non_finite,
+    detect_format,
+    non_finite,
+    open_checkpoint,
+)
 from xlmr_core.weight_mapping import match_checkpoint
 
 from .convert import TOKENIZER_FILES, read_config
@@ -34,7 +42,7 @@ _CONFIG_FIELDS = (
 
 
 def summarize(directory: str | os.PathLike) -> dict:
-    """The facts `inspect` prints, as a dict."""
+    """The facts `inspect` prints, as a dict (`non_finite`: `{name: {"nan": n, "inf": m}}`)."""
     directory = Path(directory)
     detect_format(directory)  # a missing or foreign directory is named before its config
     config = read_config(directory)
@@ -64,6 +72,8 @@ def summarize(directory: str | os.PathLike) -> dict:
         report = match_checkpoint(expected, tensors)
         summary["missing"] = list(report.missing)
         summary["unexpected"] = list(report.unexpected)
+        # The one look at the data: NaN/inf weights load, but are named here.
+        summary["non_finite"] = non_finite(tensors)
     return summary
 
 
@@ -90,4 +100,8 @@ def inspect(directory: str | os.PathLike, *, as_json: bool = False) -> int:
     print(f"heads        {', '.join(summary['heads'])}")
     print(f"missing      {', '.join(summary['missing']) or '(none)'}")
     print(f"unexpected   {', '.join(summary['unexpected']) or '(none)'}")
+    lines = describe_non_finite(summary["non_finite"]) or ["(none)"]
+    print(f"non-finite   {lines[0]}")
+    for line in lines[1:]:
+        print(f"             {line}")
     return EXIT_OK

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from xlmr_core.architecture import detect_heads
-from xlmr_core.checkpoint import canonicalize, check_shapes, open_checkpoint
+from xlmr_core.checkpoint import canonicalize, check_shapes, describe_non_finite, non_finite, open_checkpoint
 
 from .convert import read_config
 from .errors import EXIT_OK, EXIT_VERIFY_FAILED, ConversionError, MissingDependencyError
@@ -258,6 +258,7 @@ def verify(
         tensors = canonicalize(checkpoint.tensors, config.tie_word_embeddings)
         check_shapes(tensors, config, checkpoint.files[0])
         names = set(checkpoint.tensors)
+        unfinite = describe_non_finite(non_finite(tensors))
     requested = list(dict.fromkeys(frameworks or FRAMEWORKS))
     tolerance = tolerance if tolerance is not None else (GPU_TOLERANCE if device == "gpu" else CPU_TOLERANCE)
     placements, skipped, on_cpu = {}, {}, {}
@@ -282,6 +283,8 @@ def verify(
     print(f"checkpoint  {directory}")
     print(f"inputs      {described}")
     print(f"device      {device}; tolerance {tolerance:g} (max |diff| <= tolerance x max(1, max |output|))")
+    for line in unfinite:  # such weights load; the comparisons below will say what they do
+        print(f"non-finite  {line}")
     for framework, reason in on_cpu.items():
         print(f"on cpu      {framework}: {reason}")
     for framework, reason in skipped.items():

@@ -57,6 +57,7 @@ __all__ = [
     "detect_format",
     "eager",
     "load_checkpoint",
+    "non_finite",
     "open_checkpoint",
     "parse_size",
     "save_checkpoint",
@@ -253,6 +254,41 @@ def check_shapes(tensors: Mapping[str, LazyTensor], config, where: str | os.Path
                 f"{where}: tensor {short(name)} has shape {list(tensor.shape)}, "
                 f"config.json implies {list(want)}"
             )
+
+
+def non_finite(tensors: Mapping[str, LazyTensor], block_bytes: int = 64 * 2**20) -> dict[str, dict[str, int]]:
+    """`{name: {"nan": n, "inf": m}}` for every floating tensor holding NaN or infinite values.
+
+    Loading such weights is allowed (a diverged run is still worth inspecting); this says where
+    they are. Tensors are read in row blocks of about `block_bytes`, so memory stays bounded.
+    """
+    found = {}
+    for name, tensor in as_lazy(tensors).items():
+        if not (tensor.dtype.kind == "f" or tensor.dtype == BFLOAT16) or not tensor.nbytes:
+            continue
+        nan = inf = 0
+        if len(tensor.shape) < 2:
+            blocks = [(0, None)]
+        else:
+            rows = max(1, block_bytes // max(1, tensor.nbytes // tensor.shape[0]))
+            blocks = [(start, start + rows) for start in range(0, tensor.shape[0], rows)]
+        for start, stop in blocks:
+            data = tensor.load() if stop is None else tensor.load_rows(start, stop)
+            data = np.asarray(data, dtype=np.float32) if data.dtype == BFLOAT16 else np.asarray(data)
+            nan += int(np.count_nonzero(np.isnan(data)))
+            inf += int(np.count_nonzero(np.isinf(data)))
+        if nan or inf:
+            found[name] = {"nan": nan, "inf": inf}
+    return found
+
+
+def describe_non_finite(counts: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """One line per tensor of `non_finite`'s result: `name: 3 NaN, 1 inf`."""
+    return [
+        f"{short(name)}: "
+        + ", ".join(f"{n} {kind}" for kind, n in (("NaN", c["nan"]), ("inf", c["inf"])) if n)
+        for name, c in counts.items()
+    ]
 
 
 # ------------------------------------------------------------------ writing

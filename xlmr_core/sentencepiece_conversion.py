@@ -21,16 +21,21 @@ so the `protobuf` package is not needed.
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 import sentencepiece as spm
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+from .formats.base import reason, short
+from .tokenization_base import TokenizerError, native, read_tokenizer_file
 
 SPIECE_UNDERLINE = "▁"
 # The fairseq layout XLM-R uses; SentencePiece's own <unk>, <s>, </s> (ids 0, 1, 2) are replaced by these.
 LEADING_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 UNIGRAM = 1
+# A SentencePiece model of the real XLM-R vocabulary is 5 MB; far larger files are no models.
+MAX_MODEL_BYTES = 256_000_000
 
 
 @dataclass
@@ -90,6 +95,18 @@ def _fields(data: bytes) -> dict[int, list]:
     return out
 
 
+def _message(data: bytes, number: int) -> bytes:
+    """Embedded message `number` of a serialized message, merged as protobuf merges repeats (by
+    concatenation); occurrences with another wire type are unknown fields to protobuf, and skipped."""
+    return b"".join(value for value in _fields(data).get(number, []) if isinstance(value, bytes))
+
+
+def _scalar(data: bytes, number: int, default):
+    """The last varint value of field `number` (protobuf's rule for repeated scalars), else `default`."""
+    values = [value for value in _fields(data).get(number, []) if isinstance(value, int)]
+    return values[-1] if values else default
+
+
 def _without_fields(data: bytes, drop: set[int]) -> bytes:
     spans = _spans(data)
     ends = [start for _, start, _ in spans[1:]] + [len(data)]
@@ -114,7 +131,7 @@ def without_character_map(model_proto: bytes) -> bytes:
     The slow tokenizer feeds SentencePiece text already normalized by the `tokenizers` character-map
     normalizer (see `tokenization`), so SentencePiece must not apply the map a second time.
     """
-    spec = _fields(model_proto).get(3, [b""])[0]
+    spec = _message(model_proto, 3)
     # NormalizerSpec: 1 name, 2 precompiled_charsmap, 6 normalization_rule_tsv.
     spec = _length_delimited(1, b"identity") + _without_fields(spec, {1, 2, 6})
     return _without_fields(model_proto, {3}) + _length_delimited(3, spec)
@@ -124,38 +141,73 @@ def read_model_file(path: str | os.PathLike) -> bytes:
     """The bytes of a SentencePiece model file, with a clear error when it is missing."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"SentencePiece model file {os.fspath(path)!r} does not exist")
-    return Path(path).read_bytes()
+    return read_tokenizer_file(path)
 
 
 def precompiled_charsmap(model_proto: bytes, what: str = "the SentencePiece model") -> bytes:
-    """The normalizer's precompiled character map of a serialized model (empty when it has none)."""
+    """The normalizer's precompiled character map of a serialized model (empty when it has none),
+    checked so that no native library is handed a map whose sizes point outside it."""
     try:
-        spec = _fields(model_proto).get(3, [b""])[0]
-        return _fields(spec).get(2, [b""])[0]
+        charsmaps = [
+            value for value in _fields(_message(model_proto, 3)).get(2, []) if isinstance(value, bytes)
+        ]
     except (ValueError, IndexError, TypeError) as err:
-        raise ValueError(f"{what} is not a valid SentencePiece model ({err})") from err
+        raise TokenizerError(f"{what} is not a valid SentencePiece model ({err})") from None
+    for charsmap in charsmaps:  # every one: a parser may take any of them
+        check_charsmap(charsmap, what)
+    charsmap = charsmaps[-1] if charsmaps else b""
+    return charsmap
+
+
+def check_charsmap(charsmap: bytes, what: str) -> None:
+    """A precompiled character map is a 4-byte trie size, the double-array trie (4-byte units), then
+    the replacement strings. Native readers trust the size: `tokenizers` allocates it up front (a
+    corrupt size was a multi-GB allocation and an abort), so it is checked here."""
+    if not charsmap:
+        return
+    if len(charsmap) < 8:
+        raise TokenizerError(f"{what}: its precompiled character map is truncated ({len(charsmap)} bytes)")
+    (trie_size,) = struct.unpack("<I", charsmap[:4])
+    if trie_size == 0 or trie_size % 4 or trie_size > len(charsmap) - 4:
+        raise TokenizerError(
+            f"{what}: its precompiled character map is corrupt (a trie of {trie_size} bytes in a map "
+            f"of {len(charsmap)})"
+        )
 
 
 def load_processor(
     source: str | os.PathLike | bytes, what: str | None = None, **sp_model_kwargs
 ) -> spm.SentencePieceProcessor:
     """Load a SentencePiece model from a path or serialized bytes, failing with a message naming it."""
-    processor = spm.SentencePieceProcessor(**sp_model_kwargs)
-    if isinstance(source, bytes):
-        what = what or "the serialized SentencePiece model"
-        load = processor.LoadFromSerializedProto
-    else:
-        source = os.fspath(source)
-        what = f"SentencePiece model file {source!r}"
-        if not os.path.isfile(source):
-            raise FileNotFoundError(f"{what} does not exist")
-        load = processor.Load
+    if not isinstance(source, bytes):
+        what = f"SentencePiece model file {os.fspath(source)!r}"
+        source = read_model_file(source)
+    what = what or "the serialized SentencePiece model"
+    precompiled_charsmap(source, what)  # the framing and the character map, before native code
+    _check_pieces(source, what)
+    processor = native(what, spm.SentencePieceProcessor, **sp_model_kwargs)
     try:
-        load(source)
-    except (OSError, RuntimeError) as err:
-        raise ValueError(f"{what} is not a valid SentencePiece model ({err})") from err
+        processor.LoadFromSerializedProto(source)
+    except (OSError, RuntimeError, TypeError, ValueError) as err:
+        raise TokenizerError(f"{what} is not a valid SentencePiece model ({reason(err)})") from None
     check_xlmr_layout(processor, what)
     return processor
+
+
+def _check_pieces(model_proto: bytes, what: str) -> None:
+    """Every piece (ModelProto field 1, its field 1) must be UTF-8: SentencePiece keeps any bytes,
+    and its Python wrapper fails with a UnicodeDecodeError only when the piece is read."""
+    try:
+        for piece in _fields(model_proto).get(1, []):
+            if not isinstance(piece, bytes):
+                continue
+            for text in _fields(piece).get(1, []):
+                if isinstance(text, bytes):
+                    text.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TokenizerError(f"{what} holds a piece that is not UTF-8 text") from None
+    except (ValueError, IndexError, TypeError) as err:
+        raise TokenizerError(f"{what} is not a valid SentencePiece model ({err})") from None
 
 
 def check_xlmr_layout(processor: spm.SentencePieceProcessor, what: str) -> None:
@@ -163,7 +215,7 @@ def check_xlmr_layout(processor: spm.SentencePieceProcessor, what: str) -> None:
     if len(processor) < 4 or not (
         processor.IsUnknown(0) and processor.IsControl(1) and processor.IsControl(2)
     ):
-        raise ValueError(
+        raise TokenizerError(
             f"{what} does not have the layout XLM-R needs: <unk>, <s>, </s> at ids 0, 1, 2 "
             "(train it with unk_id=0, bos_id=1, eos_id=2, pad_id=-1)"
         )
@@ -171,16 +223,15 @@ def check_xlmr_layout(processor: spm.SentencePieceProcessor, what: str) -> None:
 
 def read_sentencepiece_model(processor: spm.SentencePieceProcessor) -> SentencePieceModel:
     """Pieces, scores and normalizer settings of a loaded SentencePiece model."""
-    fields = _fields(processor.serialized_model_proto())
-    trainer = _fields(fields[2][0]) if 2 in fields else {}
-    normalizer = _fields(fields[3][0]) if 3 in fields else {}
+    proto = processor.serialized_model_proto()
+    trainer, normalizer = _message(proto, 2), _message(proto, 3)
     pieces = [(processor.IdToPiece(i), processor.GetScore(i)) for i in range(len(processor))]
     return SentencePieceModel(
         pieces=pieces,
-        precompiled_charsmap=normalizer.get(2, [b""])[0],
-        model_type=trainer.get(3, [UNIGRAM])[0],
-        add_dummy_prefix=bool(normalizer.get(3, [1])[0]),
-        remove_extra_whitespaces=bool(normalizer.get(4, [1])[0]),
+        precompiled_charsmap=precompiled_charsmap(proto),
+        model_type=_scalar(trainer, 3, UNIGRAM),
+        add_dummy_prefix=bool(_scalar(normalizer, 3, 1)),
+        remove_extra_whitespaces=bool(_scalar(normalizer, 4, 1)),
     )
 
 
@@ -192,7 +243,8 @@ def special_added_tokens(mask_token: str = "<mask>") -> list[AddedToken]:
 
 def build_normalizer(charsmap: bytes, remove_extra_whitespaces: bool = True):
     """The normalizer: precompiled character map, then SentencePiece's whitespace clean-up."""
-    steps = [normalizers.Precompiled(charsmap)] if charsmap else []
+    check_charsmap(charsmap, "the SentencePiece model")
+    steps = [native("the SentencePiece model", normalizers.Precompiled, charsmap)] if charsmap else []
     if remove_extra_whitespaces:
         steps += [
             normalizers.Replace(Regex(" +\\z"), ""),
@@ -201,13 +253,26 @@ def build_normalizer(charsmap: bytes, remove_extra_whitespaces: bool = True):
     return normalizers.Sequence(steps)
 
 
+def check_mask_token(processor: spm.SentencePieceProcessor, mask_token: str, what: str) -> None:
+    """The mask token gets the id after SentencePiece's pieces; a piece of the same spelling would
+    make one string two ids (and the fast tokenizer's vocabulary one entry shorter)."""
+    if processor.PieceToId(mask_token) != processor.unk_id() or mask_token == processor.IdToPiece(
+        processor.unk_id()
+    ):
+        raise TokenizerError(
+            f"mask_token {short(mask_token, 40)} is a piece of {what}; "
+            "XLM-R's mask token is a token of its own"
+        )
+
+
 def convert_sentencepiece_to_tokenizer(
     processor: spm.SentencePieceProcessor, mask_token: str = "<mask>"
 ) -> Tokenizer:
     """Build the `tokenizers` pipeline equivalent to an XLM-R SentencePiece model."""
+    check_mask_token(processor, mask_token, "the SentencePiece model")
     model = read_sentencepiece_model(processor)
     if model.model_type != UNIGRAM:
-        raise ValueError(
+        raise TokenizerError(
             f"XLM-R uses a unigram SentencePiece model; this one has model type {model.model_type}"
         )
     vocab = [(token, 0.0) for token in LEADING_SPECIALS] + model.pieces[3:] + [(mask_token, 0.0)]

@@ -14,11 +14,15 @@ returned as extra rows with ``overflow_to_sample_mapping``, and an error when a 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._atomic import atomic_write_text, staged_directory
+from .formats.base import OneLineError, parse_json, reason, short
 
 VOCAB_FILE = "sentencepiece.bpe.model"
 TOKENIZER_FILE = "tokenizer.json"
@@ -45,6 +49,51 @@ DEFAULT_SPECIAL_TOKENS = {
 }
 # The reference's "no limit" default for model_max_length.
 VERY_LARGE_INTEGER = int(1e30)
+# SentencePiece's fixed pieces, which XLM-R lays out at ids 0-3 (the mask token comes last).
+LEADING_SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")
+# Tokenizer files larger than this are no tokenizer files (the real XLM-R tokenizer.json is 17 MB).
+MAX_TOKENIZER_FILE_BYTES = 256_000_000
+MAX_SPECIAL_TOKEN_LENGTH = 100
+# Overflowing windows of a pair are every window of one text with every window of the other: two
+# long texts could ask for billions of rows. One call gives at most this many.
+MAX_OVERFLOW_ROWS = 100_000
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class TokenizerError(OneLineError, ValueError):
+    """A tokenizer file that cannot be used, or an input the tokenizer cannot encode or decode."""
+
+
+def native(what: str, call, *args, **kwargs):
+    """`call(*args, **kwargs)` into a native tokenizer library, its failures as one-line `TokenizerError`.
+
+    `tokenizers` raises bare `Exception`s, and a Rust panic surfaces as pyo3's `PanicException`,
+    which derives from `BaseException` and so passes every `except Exception`.
+    """
+    try:
+        return call(*args, **kwargs)
+    except (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError):
+        raise
+    except TokenizerError:
+        raise
+    except BaseException as error:  # noqa: BLE001 - the panic above is a BaseException
+        raise TokenizerError(f"{what}: {type(error).__name__}: {reason(error, 160)}") from None
+
+
+def check_text(text: str, where: str) -> str:
+    """`text` when it is a string UTF-8 can encode; lone surrogates (from broken decoding) are refused."""
+    if not isinstance(text, str):
+        raise TypeError(f"{where} must be a string, not {type(text).__name__} ({short(text, 60)})")
+    if not text.isascii():
+        found = _SURROGATE.search(text)
+        if found:
+            raise TokenizerError(
+                f"{where} holds a lone surrogate U+{ord(found.group()):04X} at position {found.start()}, "
+                "which is not text (decode the input with errors='replace')"
+            )
+    return text
+
+
 TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second")
 TENSOR_KEYS = (
     "input_ids",
@@ -185,18 +234,23 @@ def _tensor_converter(tensor_type: str):
         import jax.numpy as jnp
 
         return lambda value: jnp.asarray(np.asarray(value, dtype=np.int64))
-    raise ValueError(f"return_tensors must be 'np', 'pt', 'tf' or 'jax', not {tensor_type!r}")
+    raise ValueError(f"return_tensors must be 'np', 'pt', 'tf' or 'jax', not {short(tensor_type, 40)}")
 
 
-def _windows(length: int, keep: int, stride: int, side: str) -> list[tuple[int, int]]:
-    """Spans of a sequence cut to `keep` tokens: the kept one first, then the overflowing windows,
-    consecutive windows sharing `stride` tokens (the reference fast tokenizer's layout)."""
+def _windows(length: int, keep: int, stride: int, side: str, overflow: bool = True) -> list[tuple[int, int]]:
+    """Spans of a sequence cut to `keep` tokens: the kept one first, then (with `overflow`) the
+    overflowing windows, consecutive windows sharing `stride` tokens (the reference fast's layout)."""
     if keep >= length:
         return [(0, length)]
-    if keep == 0:
-        return [(0, 0), (0, length)]
-    if stride >= keep:
+    if stride >= keep and keep:
         raise ValueError(f"stride ({stride}) must be smaller than the tokens kept per window ({keep})")
+    if not overflow:
+        return [(0, keep) if side == "right" else (length - keep, length)]
+    if keep == 0:
+        raise TokenizerError(
+            f"max_length leaves no room for text beside the special tokens, so the {length} overflowing "
+            "tokens cannot be returned in windows (return_overflowing_tokens=True): raise max_length"
+        )
     step = keep - stride
     spans = []
     if side == "right":
@@ -255,8 +309,19 @@ class XLMRobertaTokenizerBase:
             value = _token_content(value)
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+            if not value or len(value) > MAX_SPECIAL_TOKEN_LENGTH or value != value.strip():
+                raise TokenizerError(
+                    f"{name} must be a non-empty string of at most {MAX_SPECIAL_TOKEN_LENGTH} characters "
+                    f"without surrounding spaces, got {short(value, 60)}"
+                )
+            check_text(value, name)
             setattr(self, name, value)
-        self.model_max_length = VERY_LARGE_INTEGER if model_max_length is None else int(model_max_length)
+        if self.mask_token in LEADING_SPECIAL_TOKENS:
+            raise TokenizerError(
+                f"mask_token {short(self.mask_token, 40)} is one of XLM-R's fixed tokens "
+                f"{LEADING_SPECIAL_TOKENS} (ids 0-3); the mask token has an id of its own"
+            )
+        self.model_max_length = _max_length("model_max_length", model_max_length)
         self.padding_side = _check_side("padding_side", padding_side)
         self.truncation_side = _check_side("truncation_side", truncation_side)
         self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
@@ -295,24 +360,47 @@ class XLMRobertaTokenizerBase:
         return [self._convert_id_to_token(i) for i in self._check_ids(ids) if i not in special]
 
     def _check_id(self, index) -> int:
+        # Integers of any kind (numpy's too); a float is an error even when integral, as in the
+        # reference fast, rather than silently cut (int(2.7) == 2) or an OverflowError (inf).
+        if not isinstance(index, numbers.Integral):
+            raise TypeError(f"token ids must be integers, got {short(index, 40)} ({type(index).__name__})")
         index = int(index)
         if not 0 <= index < self.vocab_size:
-            raise ValueError(
-                f"token id {index} is out of range: this vocabulary has ids 0 to {self.vocab_size - 1}"
+            raise TokenizerError(
+                f"token id {short(index, 40)} is out of range: this vocabulary has ids 0 to "
+                f"{self.vocab_size - 1}"
             )
         return index
 
     def _check_ids(self, ids) -> list[int]:
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
-        if isinstance(ids, int):
+        if isinstance(ids, numbers.Integral):
             ids = [ids]
+        if not isinstance(ids, (list, tuple, range)):
+            raise TypeError(f"token ids must be a list of integers, got {type(ids).__name__}")
         return [self._check_id(i) for i in ids]
+
+    def _check_special_tokens_known(self) -> None:
+        """Every special token must be one of XLM-R's five or a token of the vocabulary: one the
+        vocabulary lacks would be `<unk>` in one tokenizer and a new id in the other."""
+        fixed = (*LEADING_SPECIAL_TOKENS, self.mask_token)
+        unk = self._convert_token_to_id("<unk>")
+        for name in SPECIAL_TOKEN_NAMES:
+            token = getattr(self, name)
+            if token not in fixed and self._convert_token_to_id(token) == unk:
+                raise TokenizerError(f"{name} {short(token, 60)} is not a token of this vocabulary")
 
     @property
     def all_special_tokens(self) -> list[str]:
         """The distinct special tokens (``<s>``, ``</s>``, ``<unk>``, ``<pad>``, ``<mask>``)."""
         return list(dict.fromkeys(getattr(self, name) for name in SPECIAL_TOKEN_NAMES))
+
+    @property
+    def _text_special_tokens(self) -> list[str]:
+        """The strings kept whole when written in a text: XLM-R's five fixed tokens (they have their
+        ids whatever the special-token map says) and every special token of the map."""
+        return list(dict.fromkeys([*LEADING_SPECIAL_TOKENS, self.mask_token, *self.all_special_tokens]))
 
     @property
     def all_special_ids(self) -> list[int]:
@@ -438,6 +526,16 @@ class XLMRobertaTokenizerBase:
                     "text and text_pair must both be single inputs or batches of the same length"
                 )
         padding, truncation, max_length = self._strategies(padding, truncation, max_length)
+        if not isinstance(stride, int) or isinstance(stride, bool) or stride < 0:
+            raise ValueError(f"stride must be a non-negative integer, not {short(stride, 40)}")
+        if pad_to_multiple_of is not None and (
+            not isinstance(pad_to_multiple_of, int)
+            or isinstance(pad_to_multiple_of, bool)
+            or pad_to_multiple_of < 1
+        ):
+            raise ValueError(
+                f"pad_to_multiple_of must be a positive integer, not {short(pad_to_multiple_of, 40)}"
+            )
         padding_side = _check_side("padding_side", padding_side or self.padding_side)
         if return_offsets_mapping:
             self._check_offsets_supported()
@@ -449,9 +547,14 @@ class XLMRobertaTokenizerBase:
         rows, sample_of_row = [], []
         for index, a in enumerate(firsts):
             b = seconds[index] if seconds is not None else None
-            spans = self._truncated_spans(a, b, truncation, max_length, stride, add_special_tokens)
-            if not return_overflowing_tokens:
-                spans = spans[:1]
+            spans = self._truncated_spans(
+                a, b, truncation, max_length, stride, add_special_tokens, return_overflowing_tokens
+            )
+            if len(rows) + len(spans) > MAX_OVERFLOW_ROWS:
+                raise TokenizerError(
+                    f"return_overflowing_tokens would make more than {MAX_OVERFLOW_ROWS} rows for this "
+                    "batch: raise max_length or stride, or encode it in parts"
+                )
             for span_a, span_b in spans:
                 rows.append(_Row(a, span_a, b, span_b, add_special_tokens))
                 sample_of_row.append(index)
@@ -484,11 +587,6 @@ class XLMRobertaTokenizerBase:
     def _as_batch(value, name: str, split_into_words: bool):
         """(was it a batch?, list of inputs), with a clear error for anything that is not text."""
 
-        def check_text(item, where):
-            if not isinstance(item, str):
-                raise TypeError(f"{where} must be a string, not {type(item).__name__} ({item!r:.60})")
-            return item
-
         def check_words(item, where):
             if not isinstance(item, (list, tuple)):
                 raise TypeError(f"{where} must be a list of words when is_split_into_words=True")
@@ -499,18 +597,20 @@ class XLMRobertaTokenizerBase:
                 return True, [check_words(item, f"each element of {name}") for item in value]
             return False, [check_words(value, name)]
         if isinstance(value, str):
-            return False, [value]
+            return False, [check_text(value, name)]
         if isinstance(value, (list, tuple)):
             return True, [check_text(item, f"each element of {name}") for item in value]
         raise TypeError(
-            f"{name} must be a string or a list of strings, not {type(value).__name__} ({value!r:.60})"
+            f"{name} must be a string or a list of strings, not {type(value).__name__} ({short(value, 60)})"
         )
 
     def _strategies(self, padding, truncation, max_length):
         if padding is True:
             padding = "longest"
         if padding not in (False, None, "longest", "max_length", "do_not_pad"):
-            raise ValueError(f"padding must be True, False, 'longest' or 'max_length', not {padding!r}")
+            raise ValueError(
+                f"padding must be True, False, 'longest' or 'max_length', not {short(padding, 40)}"
+            )
         padding = None if padding in (False, None, "do_not_pad") else padding
         if truncation is None:
             # As in the reference: a max_length alone asks for truncation.
@@ -520,7 +620,7 @@ class XLMRobertaTokenizerBase:
         if truncation not in (False, "do_not_truncate", *TRUNCATION_STRATEGIES):
             raise ValueError(
                 "truncation must be True, False, 'longest_first', 'only_first' or 'only_second', "
-                f"not {truncation!r}"
+                f"not {short(truncation, 40)}"
             )
         truncation = None if truncation in (False, "do_not_truncate") else truncation
         if max_length is None and (truncation or padding == "max_length"):
@@ -532,12 +632,17 @@ class XLMRobertaTokenizerBase:
                 truncation = None
             else:
                 max_length = self.model_max_length
-        if max_length is not None and (not isinstance(max_length, int) or max_length < 0):
-            raise ValueError(f"max_length must be a non-negative integer, not {max_length!r}")
+        if max_length is not None and (
+            not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 0
+        ):
+            raise ValueError(f"max_length must be a non-negative integer, not {short(max_length, 40)}")
         return padding, truncation, max_length
 
-    def _truncated_spans(self, a: Encoded, b: Encoded | None, strategy, max_length, stride, specials):
-        """The (span of a, span of b) of every output row of one example, the kept one first."""
+    def _truncated_spans(
+        self, a: Encoded, b: Encoded | None, strategy, max_length, stride, specials, overflow=True
+    ):
+        """The (span of a, span of b) of every output row of one example, the kept one first
+        (only that one unless `overflow`)."""
         n1, n2 = len(a.ids), (len(b.ids) if b is not None else 0)
         if strategy is None or max_length is None:
             return [((0, n1), (0, n2))]
@@ -555,7 +660,7 @@ class XLMRobertaTokenizerBase:
         if b is None:
             if strategy == "only_second":
                 raise ValueError("truncation='only_second' needs a text_pair; this input is a single text")
-            return [(span, (0, 0)) for span in _windows(n1, budget, stride, side)]
+            return [(span, (0, 0)) for span in _windows(n1, budget, stride, side, overflow)]
         if strategy == "longest_first":
             keep1, keep2 = _pair_budget(n1, n2, budget)
         elif strategy == "only_first":
@@ -572,7 +677,15 @@ class XLMRobertaTokenizerBase:
                     f"but the second text has {n2}; use 'longest_first' or 'only_first'"
                 )
             keep1, keep2 = n1, n2 - remove
-        spans1, spans2 = _windows(n1, keep1, stride, side), _windows(n2, keep2, stride, side)
+        spans1 = _windows(n1, keep1, stride, side, overflow)
+        spans2 = _windows(n2, keep2, stride, side, overflow)
+        count = len(spans1) * len(spans2)
+        if count > MAX_OVERFLOW_ROWS:  # every window of A meets every window of B
+            raise TokenizerError(
+                f"return_overflowing_tokens would make {count} rows of one pair ({len(spans1)} windows of "
+                f"the first text times {len(spans2)} of the second), more than {MAX_OVERFLOW_ROWS}: "
+                "raise max_length or stride, or truncate one text only ('only_second')"
+            )
         # The reference fast's order: kept pair; each overflow of A with every window of B; kept A with
         # each overflow of B.
         rows = [(spans1[0], spans2[0])]
@@ -743,10 +856,10 @@ class XLMRobertaTokenizerBase:
         for name in (SPECIAL_TOKENS_MAP_FILE, CONFIG_FILE):
             path = directory / name
             if path.is_file():
-                try:
-                    kwargs.update(json.loads(path.read_text(encoding="utf-8")))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path} is not valid JSON ({err})") from err
+                data = parse_json(read_tokenizer_file(path), str(path), TokenizerError)
+                if not isinstance(data, dict):
+                    raise TokenizerError(f"{path} does not hold a JSON object")
+                kwargs.update(data)
         kept = {name: _token_content(kwargs[name]) for name in SPECIAL_TOKEN_NAMES if name in kwargs}
         for name in (
             "model_max_length",
@@ -760,6 +873,25 @@ class XLMRobertaTokenizerBase:
         return kept
 
 
+def read_tokenizer_file(path: str | os.PathLike) -> bytes:
+    """The bytes of a tokenizer file, refused when it is too large to be one."""
+    size = os.path.getsize(path)
+    if size > MAX_TOKENIZER_FILE_BYTES:
+        raise TokenizerError(f"{os.fspath(path)}: {size} bytes is too large for a tokenizer file")
+    return Path(path).read_bytes()
+
+
+def _max_length(name: str, value) -> int:
+    """A length limit: None (no limit) or an integer >= 0 (JSON may spell the reference's 1e30 as a float)."""
+    if value is None:
+        return VERY_LARGE_INTEGER
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, not {short(value, 40)}")
+    return value
+
+
 def _token_content(value):
     if isinstance(value, dict):
         return value.get("content")
@@ -767,8 +899,8 @@ def _token_content(value):
 
 
 def _check_side(name: str, side: str) -> str:
-    if side not in ("left", "right"):
-        raise ValueError(f"{name} must be 'left' or 'right', not {side!r}")
+    if not isinstance(side, str) or side not in ("left", "right"):
+        raise ValueError(f"{name} must be 'left' or 'right', not {short(side, 40)}")
     return side
 
 
@@ -788,3 +920,26 @@ def _clean_up(text: str) -> str:
     ):
         text = text.replace(spaced, joined)
     return text
+
+
+# SentencePieceProcessor options that make sense for a loaded model (subword regularisation).
+_SP_MODEL_KWARGS = {"enable_sampling": bool, "nbest_size": int, "alpha": (int, float)}
+
+
+def check_sp_model_kwargs(kwargs) -> dict:
+    """`sp_model_kwargs` as a dict of the SentencePiece options it may hold, or a clear error."""
+    kwargs = {} if kwargs is None else kwargs
+    if not isinstance(kwargs, dict):
+        raise TypeError(f"sp_model_kwargs must be a dict, not {type(kwargs).__name__}")
+    for key, value in kwargs.items():
+        kind = _SP_MODEL_KWARGS.get(key)
+        if kind is None:
+            raise TokenizerError(
+                f"unknown sp_model_kwargs key {short(key, 40)}; expected {sorted(_SP_MODEL_KWARGS)}"
+            )
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise TypeError(
+                f"sp_model_kwargs[{key!r}] must be {getattr(kind, '__name__', 'a number')}, "
+                f"got {short(value, 40)}"
+            )
+    return dict(kwargs)

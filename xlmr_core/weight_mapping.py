@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .formats.base import CheckpointShapeError
+from .formats.base import CheckpointShapeError, short
 
 BASE_MODEL_PREFIX = "roberta"
 
@@ -223,7 +223,7 @@ def match_checkpoint(
         want = tuple(int(d) for d in expected_shapes[name])
         if tuple(array.shape) != want:
             raise CheckpointShapeError(
-                f"shape mismatch for {name!r}: checkpoint has {tuple(array.shape)}, model expects {want}"
+                f"shape mismatch for {short(name)}: checkpoint has {tuple(array.shape)}, model expects {want}"
                 + (
                     " (num_labels differs? pass num_labels= to from_pretrained)"
                     if name.startswith(("classifier", "qa_outputs"))

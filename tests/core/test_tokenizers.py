@@ -15,7 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xlmr_core import XLMRobertaTokenizer, XLMRobertaTokenizerFast
+from xlmr_core.tokenization_base import TokenizerError
 
+from ..fuzz.targets import tie_explains
 from .texts import ALL_TEXTS, SENTENCES
 
 
@@ -56,13 +58,12 @@ def test_unknown_token_maps_to_unk_id(tokenizer):
 # ---- slow and fast agree
 
 
-# The two known disagreements (see tokenization.py): a text whose *normalized* form spells a special
-# token (full-width "＜mask＞": the fast's Unigram model matches "<mask>" as a piece, as the reference
-# fast does; SentencePiece never produces special ids from text), and exact score ties in the
-# segmentation ("!!!" = "!!" + "!" or "!" + "!!" on the small trained model), broken differently by
-# SentencePiece and `tokenizers`.
-LOOKALIKES = [text for text in ALL_TEXTS if "＜" in text or "!!!" in text]
-AGREEING = [text for text in ALL_TEXTS if text not in LOOKALIKES]
+# Text whose *normalized* form spells a special token (full-width "＜mask＞") is plain text to both
+# tokenizers, as to SentencePiece. Exact score ties between segmentations ("!!" + "!" or "!" + "!!")
+# are the one difference allowed, by the stated rule `tie_explains` (see xlmr_core/tokenization.py).
+LOOKALIKES = [text for text in ALL_TEXTS if "＜" in text]
+TIES = [text for text in ALL_TEXTS if "!!!" in text]
+AGREEING = [text for text in ALL_TEXTS if text not in TIES]
 
 
 @pytest.mark.parametrize("text", AGREEING)
@@ -72,11 +73,43 @@ def test_slow_and_fast_give_the_same_ids(trained_tokenizers, text):
     assert slow.tokenize(text) == fast.tokenize(text)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: special-token lookalikes, segmentation score ties")
-@pytest.mark.parametrize("text", LOOKALIKES)
-def test_special_token_lookalikes_are_the_known_disagreement(trained_tokenizers, text):
+@pytest.mark.parametrize("text", [*LOOKALIKES, "＜ｍａｓｋ＞ ﹤s﹥ ＜／ｓ＞ ＜ｕｎｋ＞ ＜pad＞ a<mask>b"])
+def test_special_token_lookalikes_are_plain_text_as_in_sentencepiece(
+    trained_tokenizers, trained_sentencepiece_model, text
+):
     slow, fast = both(trained_tokenizers)
-    assert slow(text)["input_ids"] == fast(text)["input_ids"]
+    sp = spm.SentencePieceProcessor(model_file=trained_sentencepiece_model)
+    # SentencePiece itself (its own nmt_nfkc map), around the one real <mask> written in the text.
+    parts = text.split("<mask>")
+    expected = [0]
+    for index, part in enumerate(parts):
+        expected += [
+            piece + 1 if piece else 3
+            for piece in sp.encode(part.rstrip(" ") if index < len(parts) - 1 else part)
+        ]
+        if index < len(parts) - 1:
+            expected.append(slow.mask_token_id)
+    expected.append(2)
+    assert slow(text)["input_ids"] == fast(text)["input_ids"] == expected
+    with_offsets = fast(text, return_offsets_mapping=True)
+    assert with_offsets["input_ids"] == expected and len(with_offsets["offset_mapping"]) == len(expected)
+
+
+@pytest.mark.parametrize("text", ["!!!!!", *TIES])
+def test_segmentation_ties_are_the_one_stated_difference(
+    trained_tokenizers, trained_sentencepiece_model, text
+):
+    slow, fast = both(trained_tokenizers)
+    a, b = slow.encode(text, add_special_tokens=False), fast.encode(text, add_special_tokens=False)
+    sp = spm.SentencePieceProcessor(model_file=trained_sentencepiece_model)
+    assert a == [piece + 1 if piece else 3 for piece in sp.encode(text)]  # the slow is SentencePiece
+    assert a != b  # a tie the two libraries break differently (float32 and float64 sums)
+    assert tie_explains(slow, fast, a, b)
+    # The rule is narrow: the same characters in a worse segmentation, or other characters, fail it.
+    double, single = fast.convert_tokens_to_ids(["!!", "!"])
+    worse = [piece for i in b for piece in ([single, single] if i == double else [i])]
+    assert worse != b and not tie_explains(slow, fast, a, worse)
+    assert not tie_explains(slow, fast, a, b[:-1] + [slow.convert_tokens_to_ids("a")])
 
 
 def test_slow_and_fast_agree_on_batches_of_pairs(trained_tokenizers):
@@ -90,7 +123,8 @@ def test_slow_and_fast_agree_on_batches_of_pairs(trained_tokenizers):
 @given(text=st.text(max_size=40))
 def test_slow_and_fast_agree_on_any_unicode(trained_tokenizers, text):
     slow, fast = both(trained_tokenizers)
-    assert slow(text)["input_ids"] == fast(text)["input_ids"]
+    a, b = slow(text)["input_ids"], fast(text)["input_ids"]
+    assert a == b or tie_explains(slow, fast, a[1:-1], b[1:-1])
 
 
 @settings(max_examples=100, deadline=None)
@@ -360,7 +394,7 @@ def test_corrupt_model_file_is_named(cls, tmp_path):
 def test_corrupt_tokenizer_json_is_named(tmp_path):
     path = tmp_path / "tokenizer.json"
     path.write_text("{not json")
-    with pytest.raises(ValueError, match="not a valid tokenizer.json"):
+    with pytest.raises(TokenizerError, match="tokenizer.json': not valid JSON"):
         XLMRobertaTokenizerFast(tokenizer_file=path)
 
 

@@ -20,6 +20,7 @@ from xlmr_core import XLMRobertaTokenizer, XLMRobertaTokenizerFast  # noqa: E402
 from ..conftest import shared_asset  # noqa: E402
 from ..core.conftest import train_small_model  # noqa: E402
 from ..core.texts import ALL_TEXTS, SENTENCES  # noqa: E402
+from ..fuzz.targets import tie_explains  # noqa: E402
 
 
 @functools.cache
@@ -54,13 +55,22 @@ def check_agreement(toks, texts, **kwargs):
     ours_slow, ours_fast = ids(toks["ours_slow"], texts, **kwargs), ids(toks["ours_fast"], texts, **kwargs)
     ref_slow, ref_fast = ids(toks["ref_slow"], texts, **kwargs), ids(toks["ref_fast"], texts, **kwargs)
     for text, a, b, rs, rf in zip(texts, ours_slow, ours_fast, ref_slow, ref_fast):
-        assert a == b, f"our slow and fast disagree on {text!r}"
+        # The one difference allowed: a segmentation tie (see xlmr_core.tokenization), where each
+        # of ours is the reference tokenizer on the same library.
+        assert a == b or tie_explains(toks["ours_slow"], toks["ours_fast"], a, b), (
+            f"ours disagree on {text!r}"
+        )
         if rs == rf:
             assert a == rs, f"ours differ from the reference on {text!r}"
+        elif a != b:
+            assert (a, b) == (rs, rf), f"a tie broken otherwise than by the reference on {text!r}"
 
 
-# The known gaps (see xlmr_core.tokenization): special-token lookalikes, and a segmentation tie of the
-# small trained model.
+# Texts the reference *fast* tokenizes otherwise than ours on any tokenizer.json: special-token
+# lookalikes (it reads "＜mask＞" as <mask>), and a segmentation tie of the small trained model.
+LOOKALIKES = [text for text in ALL_TEXTS if "＜" in text] + [
+    "＜ｍａｓｋ＞ ＜ｓ＞ ＜／ｓ＞ ＜ｕｎｋ＞ ＜pad＞"
+]
 KNOWN_GAPS = [text for text in ALL_TEXTS if "＜" in text or "!!!" in text]
 
 
@@ -71,7 +81,14 @@ def agreeing_texts(toks) -> list[str]:
 
 
 def test_every_text_agrees_with_the_reference(tokenizers):
-    check_agreement(tokenizers, [text for text in ALL_TEXTS if text not in KNOWN_GAPS])
+    check_agreement(tokenizers, ALL_TEXTS)
+
+
+def test_special_token_lookalikes_are_text_as_in_the_reference_slow(tokenizers):
+    for text in LOOKALIKES:
+        assert ids(tokenizers["ref_slow"], text) != ids(tokenizers["ref_fast"], text)  # it injects ids
+        expected = ids(tokenizers["ref_slow"], text)
+        assert ids(tokenizers["ours_slow"], text) == ids(tokenizers["ours_fast"], text) == expected
 
 
 @settings(max_examples=200, deadline=None)
@@ -205,8 +222,14 @@ def test_several_spaces_before_mask_follow_the_reference_slow():
     assert ids(toks["ours_slow"], text) == ids(toks["ours_fast"], text) == ids(toks["ref_slow"], text)
 
 
-def test_published_tokenizer_json_loads_and_matches_the_reference(xlmr_tokenizer_json):
+def test_published_tokenizer_json_loads_and_matches_the_reference(
+    xlmr_tokenizer_json, xlmr_sentencepiece_model
+):
     ours = XLMRobertaTokenizerFast(tokenizer_file=xlmr_tokenizer_json)
     ref = transformers.XLMRobertaTokenizerFast(tokenizer_file=str(xlmr_tokenizer_json))
-    assert ours(ALL_TEXTS)["input_ids"] == ref(ALL_TEXTS)["input_ids"]
+    texts = [text for text in ALL_TEXTS if text not in LOOKALIKES]
+    assert ours(texts)["input_ids"] == ref(texts)["input_ids"]
     assert ours("a <mask> b")["input_ids"] == ref("a <mask> b")["input_ids"]
+    # Lookalikes: text, as SentencePiece (the reference slow) reads them; the reference fast injects ids.
+    ref_slow = transformers.XLMRobertaTokenizer(str(xlmr_sentencepiece_model))
+    assert ours(LOOKALIKES)["input_ids"] == ref_slow(LOOKALIKES)["input_ids"] != ref(LOOKALIKES)["input_ids"]

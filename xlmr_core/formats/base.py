@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,9 +16,21 @@ BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 MAX_DIMENSIONS = 8
 # Longest message of this layer; longer library text is cut (the rule of one short line).
 MAX_MESSAGE = 300
+# JSON headers, indexes and configs nest a few levels; deeper nesting is refused before `json`
+# (whose parser recurses) sees it.
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
-class CheckpointError(ValueError):
+class OneLineError:
+    """Mixed into the project's errors: the message is kept to one line of at most `MAX_MESSAGE`
+    characters whatever went into it (a path, a tensor name, a library's text)."""
+
+    def __init__(self, message="", *args):
+        super().__init__(clip(message, MAX_MESSAGE), *args)
+
+
+class CheckpointError(OneLineError, ValueError):
     """A weights file is corrupt, truncated, refused, or disagrees with what it should hold."""
 
 
@@ -49,6 +62,42 @@ def reason(error: BaseException, limit: int = 120) -> str:
     lines = str(error).strip().splitlines()
     text = lines[0] if lines else type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def json_nesting_depth(raw: bytes | str) -> int:
+    """Deepest bracket nesting of a JSON text, counted outside strings (vectorised: a 100 MB header
+    takes well under a second)."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if b"[" not in raw and b"{" not in raw:
+        return 0
+    data = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
+    depth = deepest = 0
+    for start in range(0, data.size, 1 << 24):  # in blocks: bounded memory for a 100 MB header
+        block = data[start : start + (1 << 24)]
+        steps = (block == 0x5B).astype(np.int32) + (block == 0x7B)
+        steps -= (block == 0x5D).astype(np.int32) + (block == 0x7D)
+        levels = np.cumsum(steps) + depth
+        deepest, depth = max(deepest, int(levels.max())), int(levels[-1])
+    return deepest
+
+
+def parse_json(raw: bytes, where: str, error: type[Exception], max_depth: int = MAX_JSON_DEPTH):
+    """`json.loads` of untrusted bytes: UTF-8, nested at most `max_depth` deep, else `error(where: ...)`."""
+    import json
+
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise error(f"{where}: not UTF-8 text (byte {err.start} is invalid)") from None
+    if json_nesting_depth(raw) > max_depth:
+        raise error(f"{where}: JSON nested more than {max_depth} levels deep") from None
+    try:
+        return json.loads(text)
+    except RecursionError:  # only reachable through a very deep stack on entry
+        raise error(f"{where}: JSON nested too deeply") from None
+    except ValueError as err:
+        raise error(f"{where}: not valid JSON ({clip(err, 80)})") from None
 
 
 def require(module: str, what: str, extra: str):

@@ -16,7 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from .base import BFLOAT16, CheckpointError, LazyTensor, checked_shape, short, write_array
+from .base import (
+    BFLOAT16,
+    MAX_JSON_DEPTH,
+    CheckpointError,
+    LazyTensor,
+    checked_shape,
+    json_nesting_depth,
+    short,
+    write_array,
+)
 
 DTYPES: dict[str, np.dtype] = {
     "F64": np.dtype(np.float64),
@@ -34,31 +43,7 @@ _DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 # The format's own reference caps the header at 100 MB; JSON nesting past this depth is no header.
 MAX_HEADER_BYTES = 100_000_000
-_MAX_JSON_DEPTH = 64
-
-
-def _nesting_depth(raw: bytes) -> int:
-    """Deepest bracket nesting of a JSON text, counted outside strings (so `json` never recurses far)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > _MAX_JSON_DEPTH:
-                return deepest
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return deepest
+_MAX_JSON_DEPTH = MAX_JSON_DEPTH
 
 
 def read_header(path: str | os.PathLike) -> tuple[dict[str, dict], dict[str, str], int]:
@@ -82,7 +67,7 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, dict], dict[str, str
                 f"{path}: corrupt safetensors file (header claims {header_len} bytes, file has {size})"
             )
         raw = f.read(header_len)
-    if _nesting_depth(raw) > _MAX_JSON_DEPTH:
+    if json_nesting_depth(raw) > _MAX_JSON_DEPTH:
         raise CheckpointError(f"{path}: corrupt safetensors file (header nested too deeply)")
     try:
         header = json.loads(raw)
@@ -115,12 +100,12 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, dict], dict[str, str
         expected = math.prod(shape) * dtype.itemsize
         if end - begin != expected:
             raise CheckpointError(
-                f"{where} of shape {list(shape)} and dtype {info['dtype']} should take {expected} bytes, "
-                f"header gives offsets {begin}..{end}"
+                f"{where} of shape {short(list(shape), 60)} and dtype {info['dtype']} should take "
+                f"{short(expected, 30)} bytes, header gives offsets {short(begin, 30)}..{short(end, 30)}"
             )
         if end > data_size:
             raise CheckpointError(
-                f"{path}: truncated safetensors file: tensor {short(name)} ends at byte {end} "
+                f"{path}: truncated safetensors file: tensor {short(name)} ends at byte {short(end, 30)} "
                 f"of the data section, which has only {data_size} bytes"
             )
         spans.append((begin, end, name))
