@@ -1,4 +1,4 @@
-"""The `xlmr-convert` command line: convert, from-fairseq, verify, inspect."""
+"""The `xlmr-convert` command line: convert, from-fairseq, verify, inspect, export."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from .errors import (
 PROG = "xlmr-convert"
 
 DESCRIPTION = """\
-Move XLM-RoBERTa checkpoints between formats, import fairseq releases, and check that every
-installed framework gives the same numbers on a checkpoint.
+Move XLM-RoBERTa checkpoints between formats, import fairseq releases, check that every
+installed framework gives the same numbers on a checkpoint, and export one for serving.
 
 A checkpoint is a directory: config.json, model.safetensors (or an index and shards), and
 the tokenizer files. Progress goes to stderr; results to stdout."""
@@ -64,11 +64,34 @@ examples:
 
 INSPECT_HELP = """\
 Summarise a checkpoint directory without loading any framework: config, parameter count,
-dtypes, weight files and shards, heads present, and missing or unexpected keys.
+dtypes, weight files and shards, heads present, missing or unexpected keys, and every tensor
+that holds NaN or infinite values (such weights load; they are named here).
 
 examples:
   xlmr-convert inspect ./xlm-roberta-base
   xlmr-convert inspect ./xlm-roberta-base --json"""
+
+
+EXPORT_HELP = """\
+Export the checkpoint directory DIR as a deployable artifact in the new directory OUT, with
+dynamic batch and sequence axes (inputs input_ids and attention_mask, outputs the head's
+fields), config.json and the tokenizer files beside it. Each artifact is reloaded with the
+tool that serves it and compared with the eager model at three shapes; one line per artifact
+gives its path, size and max |diff| (bound 1e-5 x max(1, max |output|)). OUT appears
+complete or not at all.
+
+formats:
+  onnx          model.onnx (torch.onnx dynamo exporter; onnxruntime checks it), needs xlmr[torch,onnx];
+                --quantize int8 adds model_quantized.onnx (onnxruntime dynamic quantization)
+  torch_export  model.pt2, a torch.export program for torch.export.load
+  torchscript   model.pt, traced, for torch.jit.load
+  saved_model   a TensorFlow SavedModel, needs xlmr[tf]
+  tflite        model.tflite, needs xlmr[tf]
+
+examples:
+  xlmr-convert export ./xlm-roberta-base ./onnx --format onnx
+  xlmr-convert export ./classifier ./onnx-int8 --format onnx --quantize int8
+  xlmr-convert export ./xlm-roberta-base ./pt2 --format torch_export --head ForMaskedLM"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -151,6 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--tolerance", type=float, help="override the documented tolerance")
 
+    from .export import FORMATS as EXPORT_FORMATS
+    from .export import QUANTIZATIONS
+
+    export = command("export", EXPORT_HELP, "export a checkpoint for serving (ONNX, torch.export, ...)")
+    export.add_argument("directory", metavar="DIR", help="checkpoint directory")
+    export.add_argument("out", metavar="OUT", help="directory to create")
+    export.add_argument("--format", dest="export_format", required=True, choices=list(EXPORT_FORMATS))
+    export.add_argument(
+        "--head", help="which model to export, e.g. ForMaskedLM (default: the head the checkpoint has)"
+    )
+    export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    export.add_argument("--quantize", choices=list(QUANTIZATIONS), help="also write an int8 model")
+    export.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
     inspect = command("inspect", INSPECT_HELP, "summarise a checkpoint directory")
     inspect.add_argument("directory", metavar="DIR", help="checkpoint directory")
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -196,6 +233,20 @@ def run(args: argparse.Namespace) -> int:
             tolerance=args.tolerance,
             quiet=args.quiet,
         )
+    if args.command == "export":
+        from .export import export
+
+        export(
+            args.directory,
+            args.out,
+            fmt=args.export_format,
+            head=args.head,
+            quantize=args.quantize,
+            opset=args.opset,
+            overwrite=args.overwrite,
+            quiet=args.quiet,
+        )
+        return EXIT_OK
     from .inspection import inspect
 
     return inspect(args.directory, as_json=args.json)
@@ -215,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    except Exception as error:  # never a Traceback: one line saying what it was, exit 9
+        sys.stderr.write(f"{PROG}: error: {one_line(f'{type(error).__name__}: {error}')}\n")
+        return exit_code(error)
 
 
 if __name__ == "__main__":

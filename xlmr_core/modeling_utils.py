@@ -25,24 +25,57 @@ def check_integer_dtype(name: str, dtype_name: str) -> None:
         raise TypeError(f"{name} must hold integers (any integer dtype), got dtype {dtype_name}")
 
 
-def check_sequence_length(config, past_length: int, new_length: int) -> None:
+def is_static(*values) -> bool:
+    """Whether every value is a concrete integer, not a symbolic dimension of a tracer.
+
+    Symbolic lengths (a torch `SymInt` under `torch.export`, a JAX symbolic dimension under
+    `jax.export`, an unknown TF dimension) must not be turned into Python ints: that fixes the
+    traced program to the example's length.
+    """
+    return all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values)
+
+
+def sequence_length_message(config, past_length, new_length) -> str:
+    """The text of the over-long-input error (also the message of the frameworks' symbolic checks)."""
+    total = past_length + new_length
+    detail = f"{past_length} cached + {new_length} new" if is_static(past_length) and past_length else None
+    detail = detail or f"{new_length} tokens"
+    reason = (
+        f"max_position_embeddings={config.max_position_embeddings} minus the padding offset "
+        f"{config.pad_token_id + 1}"
+        if config.position_embedding_type == "absolute"
+        else f"max_position_embeddings={config.max_position_embeddings}"
+    )
+    return (
+        f"sequence of {total} positions ({detail}) is longer than the position table allows: "
+        f"at most {config.max_sequence_length} ({reason}); truncate the input "
+        "(tokenizer(..., truncation=True, max_length=...))"
+    )
+
+
+def check_sequence_length(config, past_length, new_length) -> None:
     """Raise `ValueError` when past + new tokens do not fit the position table.
 
-    The reference ends in a bare `IndexError` inside the embedding lookup instead.
+    The reference ends in a bare `IndexError` inside the embedding lookup instead. Symbolic
+    lengths (see `is_static`) are left to the framework's own check (`torch._check`, a JAX
+    shape constraint, `tf.debugging`), never converted to ints here.
     """
-    total = int(past_length) + int(new_length)
-    if total > config.max_sequence_length:
-        detail = f"{past_length} cached + {new_length} new" if past_length else f"{new_length} tokens"
-        reason = (
-            f"max_position_embeddings={config.max_position_embeddings} minus the padding offset "
-            f"{config.pad_token_id + 1}"
-            if config.position_embedding_type == "absolute"
-            else f"max_position_embeddings={config.max_position_embeddings}"
-        )
+    if not is_static(past_length, new_length):
+        return
+    if past_length + new_length > config.max_sequence_length:
+        raise ValueError(sequence_length_message(config, int(past_length), int(new_length)))
+
+
+def check_first_token(seq_length) -> None:
+    """Raise `ValueError` when a head that reads the first token (`<s>`) gets empty sequences.
+
+    The pooler and the sentence-level heads read position 0; token-level heads accept a
+    length of 0 (and return empty outputs). Symbolic lengths are left alone (see `is_static`).
+    """
+    if is_static(seq_length) and seq_length == 0:
         raise ValueError(
-            f"sequence of {total} positions ({detail}) is longer than the position table allows: "
-            f"at most {config.max_sequence_length} ({reason}); truncate the input "
-            "(tokenizer(..., truncation=True, max_length=...))"
+            "input_ids has sequence length 0, but this model reads the first token (<s>); "
+            "give every sequence at least one token"
         )
 
 

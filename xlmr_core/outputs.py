@@ -3,11 +3,18 @@
 An output is an ordered dict whose fields are also attributes (`out.logits`,
 `out["logits"]`, `out[0]`). Fields left at `None` are absent from the dict and from
 `to_tuple()`, which is what `return_dict=False` returns, as in the reference.
+
+An output is rebuilt from its items the way tools that walk nested containers rebuild any
+mapping: `type(out)(dict(out))` (Accelerate's output conversion) and
+`type(out)((key, value) for ...)` (`tf.nest`) give back an equal output, every field in place.
+Each framework registers the classes with its own tree utilities (torch pytrees in
+`xlmr_torch.outputs`, JAX pytrees in `xlmr_flax.modeling`).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 
@@ -18,6 +25,14 @@ class ModelOutput(OrderedDict):
 
     def __init__(self, *args, **kwargs):
         super().__init__()
+        if len(args) == 1 and not kwargs:
+            items = _field_items(args[0], self.fields)
+            if items is not None:
+                args, kwargs = (), {}
+                for key, value in items:
+                    if key in kwargs:
+                        raise TypeError(f"field {key!r} given twice")
+                    kwargs[key] = value
         if len(args) > len(self.fields):
             raise TypeError(f"{type(self).__name__} takes at most {len(self.fields)} positional fields")
         values = dict(zip(self.fields, args))
@@ -71,6 +86,25 @@ class ModelOutput(OrderedDict):
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={_short(v)}" for k, v in self.items())
         return f"{type(self).__name__}({inner})"
+
+
+def _field_items(value: Any, fields: tuple[str, ...]) -> list | None:
+    """`value`'s (key, value) pairs when it is a whole output given as one argument, else None.
+
+    A mapping, or an iterator / list of `(field name, value)` pairs, is an output's items;
+    anything else (a tensor, an array) is the first field's value.
+    """
+    if hasattr(value, "shape"):
+        return None
+    if isinstance(value, Mapping):
+        return list(value.items())
+    if isinstance(value, Iterator):
+        value = list(value)
+    elif not isinstance(value, list):
+        return None
+    if all(isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) for item in value):
+        return value
+    return None
 
 
 def _short(value: Any) -> str:

@@ -17,6 +17,11 @@ import numpy as np
 import torch
 
 from xlmr_core.checkpoint import open_checkpoint, save_checkpoint
+from xlmr_core.embeddings import (
+    read_sentence_transformers,
+    sentence_transformers_files,
+    write_sentence_transformers,
+)
 from xlmr_core.loading import line_up, loading_info, log_loading_info, resolve_config
 
 logger = logging.getLogger("xlmr_torch.modeling")
@@ -66,16 +71,53 @@ class CheckpointIO:
         return aliases
 
     def canonical_state(self) -> dict[str, np.ndarray]:
-        """The weights under their canonical checkpoint names, as numpy arrays."""
-        aliases = self._aliases()
-        return {name: to_numpy(t) for name, t in self.state_dict().items() if name not in aliases}
+        """The weights under their canonical checkpoint names, as numpy arrays.
+
+        Modules that `torch.ao` quantization replaced (`quantize_dynamic`'s int8 `Linear`s)
+        are saved as their dequantized float32 weights and biases, so the checkpoint loads
+        back as an ordinary float32 model (quantize it again after loading).
+        """
+        quantized = self._dequantized_weights()
+        owners = tuple({name.rpartition(".")[0] + "." for name in quantized})
+        # A quantized module's own entries (scale, zero_point, packed params) are not weights.
+        state = {name: t for name, t in self.state_dict().items() if not name.startswith(owners)}
+        state.update(quantized)
+        aliases = self._aliases() | {"lm_head.decoder.bias"}
+        if self.config.tie_word_embeddings:
+            aliases.add("lm_head.decoder.weight")
+        return {name: to_numpy(t) for name, t in state.items() if name not in aliases}
+
+    def _dequantized_weights(self) -> dict[str, torch.Tensor]:
+        """`{canonical name: float32 tensor}` of the weights and biases of quantized modules."""
+        found = {}
+        for name, module in self.named_modules():
+            if not type(module).__module__.startswith("torch.ao.nn.quantized"):
+                continue
+            for part in ("weight", "bias"):
+                value = getattr(module, part, None)
+                value = value() if callable(value) else None
+                if isinstance(value, torch.Tensor):
+                    value = value.dequantize() if value.is_quantized else value
+                    found[f"{name}.{part}"] = value.to(torch.float32)
+        return found
 
     def save_pretrained(
-        self, save_directory: str | os.PathLike, max_shard_size: int | str | None = None
+        self,
+        save_directory: str | os.PathLike,
+        max_shard_size: int | str | None = None,
+        *,
+        sentence_transformers=False,
     ) -> None:
-        """Write `config.json` and `model.safetensors` (or shards) in the shared checkpoint format."""
+        """Write `config.json` and `model.safetensors` (or shards) in the shared checkpoint format.
+
+        `sentence_transformers=True` (or a mapping of `pooling`, `normalize`, `max_seq_length`)
+        also writes the sentence-transformers files; save the tokenizer into the same directory."""
+        files = sentence_transformers_files(
+            self.config, sentence_transformers, getattr(self, "sentence_transformers", None)
+        )
         config = self.config.copy(architectures=[type(self).__name__])
         save_checkpoint(save_directory, self.canonical_state(), config, max_shard_size=max_shard_size)
+        write_sentence_transformers(save_directory, files)
 
     def load_canonical_state(
         self,
@@ -145,6 +187,7 @@ class CheckpointIO:
         if dtype is not None and dtype not in _DTYPES:
             raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
         config = resolve_config(directory, config, **config_overrides)
+        sentence_transformers = read_sentence_transformers(directory)
         with open_checkpoint(directory) as checkpoint:
             # Randomly initialising every weight takes seconds at base size, and the checkpoint
             # overwrites nearly all of it: allocate without initialising, then initialise only
@@ -159,5 +202,7 @@ class CheckpointIO:
                 checkpoint.tensors, initialise_missing=True, share_memory=True, where=checkpoint.files[0]
             )
         log_loading_info(logger, cls.__name__, directory, info)
+        if sentence_transformers is not None:
+            model.sentence_transformers = sentence_transformers
         model.eval()
         return (model, info) if output_loading_info else model

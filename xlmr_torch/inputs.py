@@ -1,38 +1,106 @@
 """Input checks of the torch models: every argument named in the message that rejects it.
 
 Wrong inputs fail here instead of deep inside an embedding lookup (a bare IndexError on
-CPU, a device assert on GPU). Value checks are skipped while `torch.compile` traces.
+CPU, a device assert on GPU). While a tracer runs the forward (`torch.compile`,
+`torch.export`, the dynamo ONNX exporter, `torch.jit.trace`) lengths are symbolic and
+values unknown: the length check becomes `torch._check`, which keeps the program valid for
+every length the exporter's bounds allow, and value checks are left out of the graph.
 """
 
 from __future__ import annotations
 
 import torch
 
-from xlmr_core.modeling_utils import check_index_range, check_labels_shape
+from xlmr_core.modeling_utils import (
+    check_index_range,
+    check_integer_dtype,
+    check_labels_shape,
+    check_sequence_length,
+    sequence_length_message,
+)
+
+# Embedding lookups take these directly; every other integer dtype is cast to int64.
+_INDEX_DTYPES = (torch.int32, torch.int64)
+# Unsigned dtypes that torch's reductions and comparisons do not implement on CPU.
+_WIDE_UNSIGNED = (torch.uint16, torch.uint32, torch.uint64)
+
+
+def tracing() -> bool:
+    """Whether a tracer, not eager execution, runs the forward."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """numpy's spelling of a torch dtype (`torch.float32` -> `"float32"`), for the shared messages."""
+    return str(dtype).removeprefix("torch.")
 
 
 def check_shape(tensor, expected: tuple[int, ...], name: str) -> None:
+    # jit.trace records sizes as tensors: comparing them would bake the example's shapes in.
+    if torch.jit.is_tracing():
+        return
     if tuple(tensor.shape) != tuple(expected):
         raise ValueError(f"{name} has shape {tuple(tensor.shape)}; expected {tuple(expected)}")
 
 
+def _low_high(values: torch.Tensor) -> tuple[int, int]:
+    if values.dtype in _WIDE_UNSIGNED:  # exact in numpy, even past int64 (uint64)
+        array = values.detach().cpu().numpy()
+        return int(array.min()), int(array.max())
+    low, high = torch.aminmax(values)
+    return int(low), int(high)
+
+
 def check_range(ids: torch.Tensor, size: int, name: str, ignore_index: int | None = None) -> None:
     """Every value of the integer tensor `ids` must be in [0, size) (or equal `ignore_index`)."""
-    if ids.is_floating_point() or ids.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integers, got dtype {ids.dtype}")
-    if torch.compiler.is_compiling():
+    check_integer_dtype(name, dtype_name(ids.dtype))
+    if tracing():
         return
-    values = ids if ignore_index is None else ids[ids != ignore_index]
+    # An unsigned tensor cannot hold a negative ignore_index.
+    values = ids if ignore_index is None or not ids.dtype.is_signed else ids[ids != ignore_index]
     if values.numel() == 0:
         return
-    low, high = torch.aminmax(values)
+    low, high = _low_high(values)
     if ignore_index is None:
-        check_index_range(name, int(low), int(high), size)
+        check_index_range(name, low, high, size)
     elif low < 0 or high >= size:
         raise ValueError(
-            f"{name} must be in [0, {size}) or {ignore_index} (ignored); "
-            f"got values from {int(low)} to {int(high)}"
+            f"{name} must be in [0, {size}) or {ignore_index} (ignored); got values from {low} to {high}"
         )
+
+
+def as_index(ids: torch.Tensor, size: int, name: str, ignore_index: int | None = None) -> torch.Tensor:
+    """Check an id tensor (any integer dtype) and return it in a dtype torch indexes with.
+
+    The cast comes after the range check, so a uint64 id past int64 is still a clear `ValueError`.
+    """
+    check_range(ids, size, name, ignore_index)
+    return ids if ids.dtype in _INDEX_DTYPES else ids.to(torch.int64)
+
+
+def as_labels(labels: torch.Tensor, size: int | None, name: str, ignore_index: int | None) -> torch.Tensor:
+    """Integer labels (any integer dtype) checked against `[0, size)` when given, as int64 for the loss."""
+    if size is None:
+        check_integer_dtype(name, dtype_name(labels.dtype))
+    else:
+        check_range(labels, size, name, ignore_index)
+    return labels.long()
+
+
+def check_length(config, past_length, seq_length) -> None:
+    """Past + new tokens must fit the position table.
+
+    Eager: the shared `ValueError`. Traced with symbolic lengths: `torch._check`, which an
+    exporter proves from the length's bounds (`Dim("seq", max=max_position_embeddings - 2)`)
+    instead of fixing the length to the example's.
+    """
+    if isinstance(past_length, torch.SymInt) or isinstance(seq_length, torch.SymInt):
+        torch._check(
+            past_length + seq_length <= config.max_sequence_length,
+            lambda: sequence_length_message(config, past_length, seq_length),
+        )
+        return
+    check_sequence_length(config, past_length, seq_length)
 
 
 def check_label_shapes(labels, shapes: list[tuple[int, ...]], name: str = "labels") -> None:

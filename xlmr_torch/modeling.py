@@ -46,13 +46,23 @@ from xlmr_core import (
 )
 from xlmr_core.modeling_utils import (
     IGNORE_INDEX,
-    check_sequence_length,
+    check_first_token,
+    check_integer_dtype,
     classification_problem_type,
-    relative_position_index,
 )
 
+from . import outputs as _outputs  # noqa: F401 - registers the output classes as torch pytrees
 from .checkpoint_io import CheckpointIO
-from .inputs import check_label_shapes, check_range, check_shape
+from .encoding import EncodingMixin
+from .inputs import (
+    as_index,
+    as_labels,
+    check_label_shapes,
+    check_length,
+    check_shape,
+    dtype_name,
+    tracing,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +125,17 @@ class XLMRobertaEmbeddings(nn.Module):
 # ----------------------------------------------------------------------------- attention
 
 
+def relative_position_index(query_length, key_length, max_position_embeddings: int, device=None):
+    """`xlmr_core.modeling_utils.relative_position_index` computed by torch ops.
+
+    Built from the (possibly symbolic) lengths inside the graph, so an exported program
+    serves every length instead of holding the example's table as a constant.
+    """
+    query_positions = torch.arange(key_length - query_length, key_length, device=device)[:, None]
+    key_positions = torch.arange(key_length, device=device)[None, :]
+    return query_positions - key_positions + (max_position_embeddings - 1)
+
+
 class XLMRobertaSelfAttention(nn.Module):
     """Multi-head attention over the layer's own tokens, or over encoder states (cross)."""
 
@@ -141,8 +162,10 @@ class XLMRobertaSelfAttention(nn.Module):
         Handing these to SDPA as an additive bias keeps the fused kernel for relative kinds.
         """
         # Queries are the last positions of the keys: a cached step sees a full recompute's distances.
-        index = relative_position_index(query.shape[2], key.shape[2], self.max_position_embeddings)
-        embedded = self.distance_embedding(torch.from_numpy(index).to(query.device)).to(query.dtype)
+        index = relative_position_index(
+            query.shape[2], key.shape[2], self.max_position_embeddings, device=query.device
+        )
+        embedded = self.distance_embedding(index).to(query.dtype)
         scores = torch.einsum("bhqd,qkd->bhqk", query, embedded)
         if self.position_embedding_type == "relative_key_query":
             scores = scores + torch.einsum("bhkd,qkd->bhqk", key, embedded)
@@ -351,6 +374,7 @@ class XLMRobertaPooler(nn.Module):
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(self, hidden_states):
+        check_first_token(hidden_states.shape[1])
         return torch.tanh(self.dense(hidden_states[:, 0]))
 
 
@@ -383,6 +407,7 @@ class XLMRobertaClassificationHead(nn.Module):
         self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(self, features):
+        check_first_token(features.shape[1])
         x = self.dropout(features[:, 0])
         x = self.dropout(torch.tanh(self.dense(x)))
         return self.out_proj(x)
@@ -488,13 +513,16 @@ class XLMRobertaPreTrainedModel(CheckpointIO, nn.Module):
 
     def _format_output(self, output, return_dict):
         use_dict = self.config.return_dict if return_dict is None else return_dict
+        # torch.jit.trace takes tensors and tuples only: a traced model returns the tuple form.
+        if return_dict is None and torch.jit.is_tracing():
+            use_dict = False
         return output if use_dict else output.to_tuple()
 
 
 # ----------------------------------------------------------------------------- the models
 
 
-class XLMRobertaModel(XLMRobertaPreTrainedModel):
+class XLMRobertaModel(EncodingMixin, XLMRobertaPreTrainedModel):
     """The bare encoder (or decoder, with `config.is_decoder`), with an optional pooler."""
 
     def __init__(self, config: XLMRobertaConfig, add_pooling_layer: bool = True):
@@ -526,10 +554,10 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
             config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
 
-        batch_size, seq_length = self._check_token_inputs(input_ids, inputs_embeds)
+        input_ids, (batch_size, seq_length) = self._check_token_inputs(input_ids, inputs_embeds)
         device = (input_ids if input_ids is not None else inputs_embeds).device
         past_length = self._check_past(past_key_values, batch_size)
-        check_sequence_length(config, past_length, seq_length)
+        check_length(config, past_length, seq_length)
         use_cache = config.is_decoder and (config.use_cache if use_cache is None else use_cache)
         if use_cache and self.encoder.gradient_checkpointing and self.training:
             logger.warning("use_cache=True does not combine with gradient checkpointing; not caching")
@@ -539,7 +567,7 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
             token_type_ids = torch.zeros((batch_size, seq_length), dtype=torch.long, device=device)
         else:
             check_shape(token_type_ids, (batch_size, seq_length), "token_type_ids")
-            check_range(token_type_ids, config.type_vocab_size, "token_type_ids")
+            token_type_ids = as_index(token_type_ids, config.type_vocab_size, "token_type_ids")
         if position_ids is None:
             if input_ids is not None:
                 position_ids = position_ids_from_input_ids(input_ids, config.pad_token_id, past_length)
@@ -554,7 +582,9 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
                     f"expected {(batch_size, seq_length)} or {(1, seq_length)}"
                 )
             if config.position_embedding_type == "absolute":
-                check_range(position_ids, config.max_position_embeddings, "position_ids")
+                position_ids = as_index(position_ids, config.max_position_embeddings, "position_ids")
+            else:  # unused by the relative kinds, but float ids are still the wrong input
+                check_integer_dtype("position_ids", dtype_name(position_ids.dtype))
 
         embedding_output = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
         dtype = embedding_output.dtype
@@ -583,20 +613,21 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         )
         return self._format_output(output, return_dict)
 
-    def _check_token_inputs(self, input_ids, inputs_embeds) -> tuple[int, int]:
+    def _check_token_inputs(self, input_ids, inputs_embeds):
+        """Check the token inputs; return `input_ids` in an index dtype and `(batch, sequence)`."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids and inputs_embeds")
         if input_ids is not None:
             if input_ids.dim() != 2:
                 raise ValueError(f"input_ids must be [batch, sequence]; got shape {tuple(input_ids.shape)}")
-            check_range(input_ids, self.config.vocab_size, "input_ids")
-            return tuple(input_ids.shape)
+            input_ids = as_index(input_ids, self.config.vocab_size, "input_ids")
+            return input_ids, tuple(input_ids.shape)
         if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.hidden_size:
             raise ValueError(
                 f"inputs_embeds must be [batch, sequence, {self.config.hidden_size}]; "
                 f"got shape {tuple(inputs_embeds.shape)}"
             )
-        return tuple(inputs_embeds.shape[:2])
+        return None, tuple(inputs_embeds.shape[:2])
 
     def _check_past(self, past_key_values, batch_size: int) -> int:
         """Validate the cache layout (see the module docstring) and return the cached length."""
@@ -638,9 +669,11 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         keep = None
         if attention_mask is not None:
             check_shape(attention_mask, (batch_size, total_length), "attention_mask")
-            if torch.compiler.is_compiling() or not bool(attention_mask.all()):
+            # A traced graph must keep the mask: the example's mask is not every input's.
+            if tracing() or not bool(attention_mask.all()):
                 keep = attention_mask.to(device=device, dtype=torch.bool)[:, None, None, :]
-        if self.config.is_decoder and seq_length > 1:
+        # (For one new token the causal mask hides nothing; a tracer builds it for every length.)
+        if self.config.is_decoder and (tracing() or seq_length > 1):
             causal = torch.ones(seq_length, total_length, dtype=torch.bool, device=device).tril(past_length)
             keep = causal[None, None] if keep is None else keep & causal
         if keep is None:
@@ -669,7 +702,7 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         if encoder_attention_mask is None:
             return None
         check_shape(encoder_attention_mask, encoder_hidden_states.shape[:2], "encoder_attention_mask")
-        if not torch.compiler.is_compiling() and bool(encoder_attention_mask.all()):
+        if not tracing() and bool(encoder_attention_mask.all()):
             return None
         keep = encoder_attention_mask.to(torch.bool)[:, None, None, :]
         return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(
@@ -739,7 +772,7 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
         loss = None
         if labels is not None:
             check_label_shapes(labels, [logits.shape[:2]])
-            check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
+            labels = as_labels(labels, self.config.vocab_size, "labels", IGNORE_INDEX)
             # Position t predicts token t + 1.
             loss = F.cross_entropy(
                 logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
@@ -809,7 +842,7 @@ class XLMRobertaForMaskedLM(XLMRobertaPreTrainedModel):
         loss = masked_positions = None
         if labels is not None:
             check_label_shapes(labels, [sequence_output.shape[:2]])
-            check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
+            labels = as_labels(labels, self.config.vocab_size, "labels", IGNORE_INDEX)
             flat_labels = labels.reshape(-1).to(sequence_output.device)
         if labelled_positions_only:
             masked_positions = (flat_labels != IGNORE_INDEX).nonzero().squeeze(-1)
@@ -882,6 +915,8 @@ class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
     def _loss(self, logits, labels):
         batch_size, num_labels = logits.shape
         # Decided per call, not written back into the config as the reference does.
+        # int64 / int32 labels mean single-label classification, as in the reference (a uint8 or
+        # bool multi-hot tensor stays multi-label).
         problem_type = classification_problem_type(self.config, labels.dtype in (torch.long, torch.int))
         if problem_type == "regression":
             if num_labels == 1:
@@ -891,7 +926,7 @@ class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
             return F.mse_loss(logits.float(), labels.float())
         if problem_type == "single_label_classification":
             check_label_shapes(labels, [(batch_size,), (batch_size, 1)])
-            check_range(labels, num_labels, "labels", ignore_index=IGNORE_INDEX)
+            labels = as_labels(labels, num_labels, "labels", IGNORE_INDEX)
             return F.cross_entropy(logits.float(), labels.reshape(-1), ignore_index=IGNORE_INDEX)
         check_label_shapes(labels, [(batch_size, num_labels)])
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
@@ -953,7 +988,7 @@ class XLMRobertaForMultipleChoice(XLMRobertaPreTrainedModel):
         loss = None
         if labels is not None:
             check_label_shapes(labels, [(batch_size,)])
-            check_range(labels, num_choices, "labels", ignore_index=IGNORE_INDEX)
+            labels = as_labels(labels, num_choices, "labels", IGNORE_INDEX)
             loss = F.cross_entropy(logits.float(), labels.to(logits.device), ignore_index=IGNORE_INDEX)
         output = MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
@@ -1000,7 +1035,7 @@ class XLMRobertaForTokenClassification(XLMRobertaPreTrainedModel):
         loss = None
         if labels is not None:
             check_label_shapes(labels, [logits.shape[:2]])
-            check_range(labels, self.num_labels, "labels", ignore_index=IGNORE_INDEX)
+            labels = as_labels(labels, self.num_labels, "labels", IGNORE_INDEX)
             loss = F.cross_entropy(
                 logits.reshape(-1, self.num_labels).float(),
                 labels.reshape(-1).to(logits.device),
@@ -1068,6 +1103,7 @@ class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
                 (end_positions, end_logits, "end_positions"),
             ):
                 check_label_shapes(positions, [(batch_size,), (batch_size, 1)], name)
+                positions = as_labels(positions, None, name, None)
                 positions = positions.reshape(-1).to(logits.device).clamp(0, seq_length)
                 losses.append(F.cross_entropy(logits.float(), positions, ignore_index=seq_length))
             loss = (losses[0] + losses[1]) / 2
