@@ -17,6 +17,11 @@ import numpy as np
 from flax import traverse_util
 
 from xlmr_core.checkpoint import open_checkpoint, save_checkpoint
+from xlmr_core.embeddings import (
+    read_sentence_transformers,
+    sentence_transformers_files,
+    write_sentence_transformers,
+)
 from xlmr_core.loading import line_up, loading_info, log_loading_info, resolve_config
 from xlmr_core.weight_mapping import to_canonical_state, to_framework_state
 
@@ -31,11 +36,24 @@ class CheckpointIO:
         flat = traverse_util.flatten_dict(self.params if params is None else params, sep="/")
         return to_canonical_state({path: np.asarray(value) for path, value in flat.items()}, "flax")
 
-    def save_pretrained(self, save_directory: str | os.PathLike, max_shard_size: int | str | None = None):
-        """Write `config.json` and `model.safetensors` (or shards) in the shared checkpoint format."""
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        max_shard_size: int | str | None = None,
+        *,
+        sentence_transformers=False,
+    ):
+        """Write `config.json` and `model.safetensors` (or shards) in the shared checkpoint format.
+
+        `sentence_transformers=True` (or a mapping of `pooling`, `normalize`, `max_seq_length`)
+        also writes the sentence-transformers files; save the tokenizer into the same directory."""
+        files = sentence_transformers_files(
+            self.config, sentence_transformers, getattr(self, "sentence_transformers", None)
+        )
         # Saved under the framework-neutral class name, so every framework picks the same head.
         config = self.config.copy(architectures=[type(self).__name__.removeprefix("Flax")])
         save_checkpoint(save_directory, self.canonical_state(), config, max_shard_size=max_shard_size)
+        write_sentence_transformers(save_directory, files)
 
     def load_canonical_state(
         self,
@@ -92,10 +110,13 @@ class CheckpointIO:
         "unexpected_keys": [...]})`.
         """
         config = resolve_config(directory, config, **config_overrides)
+        sentence_transformers = read_sentence_transformers(directory)
         # Plain reads into fresh arrays, which JAX on CPU adopts without a copy (a memory map
         # would be copied, and its pages would stay resident beside the copy).
         with open_checkpoint(directory, mmap=False) as checkpoint:
             model = cls(config, seed=seed, dtype=dtype, param_dtype=param_dtype, _do_init=False)
             info = model.load_canonical_state(checkpoint.tensors, where=checkpoint.files[0])
         log_loading_info(logger, cls.__name__, directory, info)
+        if sentence_transformers is not None:
+            model.sentence_transformers = sentence_transformers
         return (model, info) if output_loading_info else model

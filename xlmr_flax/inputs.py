@@ -2,6 +2,15 @@
 
 Shapes are always known; values only outside `jit`, so value checks are skipped for
 traced arrays. `InputChecks` is mixed into `FlaxXLMRobertaPreTrainedModel`.
+
+Under `jax.export` (and polymorphic `jax2tf`) a batch or sequence size may be symbolic: the
+checks then compare with JAX's symbolic comparisons and never call `int()` on a size, so a
+sequence bound must come from the export's constraints (`s <= max_sequence_length`).
+
+Ids (`input_ids`, `token_type_ids`, `position_ids`, integer labels) of any integer dtype are
+accepted: the dtype and range are checked on the value as given (numpy or jax) and only then
+cast to int32, so a uint64 id beyond int32 is a clear error rather than a silent wrap-around
+(JAX without x64 would truncate it on `jnp.asarray`).
 """
 
 from __future__ import annotations
@@ -10,7 +19,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xlmr_core.modeling_utils import check_index_range, check_labels_shape, check_sequence_length
+from xlmr_core.modeling_utils import (
+    check_index_range,
+    check_integer_dtype,
+    check_labels_shape,
+    check_sequence_length,
+    is_static,
+    sequence_length_message,
+)
+
+# The id inputs of one encoder pass, cast to int32 once checked.
+ID_INPUTS = ("input_ids", "token_type_ids", "position_ids")
 
 
 def concrete(value) -> np.ndarray | None:
@@ -20,14 +39,61 @@ def concrete(value) -> np.ndarray | None:
     return np.asarray(value)
 
 
+def check_length(config, past_length, new_length) -> None:
+    """`check_sequence_length`, also for symbolic lengths (decided by the export's constraints)."""
+    if is_static(past_length, new_length):
+        check_sequence_length(config, past_length, new_length)
+        return
+    total, limit = past_length + new_length, config.max_sequence_length
+    try:
+        too_long = total > limit  # a symbolic comparison: no int() of the size
+    except jax.errors.InconclusiveDimensionOperation:
+        raise ValueError(
+            f"the symbolic sequence length {total} has no upper bound: the position table allows at "
+            f"most {limit} positions; export with the constraint '{total} <= {limit}' "
+            "(jax.export.symbolic_shape(..., constraints=[...]), jax2tf polymorphic_constraints)"
+        ) from None
+    if too_long:
+        raise ValueError(sequence_length_message(config, past_length, new_length))
+
+
 def check_shape(value, expected: tuple, name: str) -> None:
     if tuple(value.shape) != tuple(expected):
         raise ValueError(f"{name} has shape {tuple(value.shape)}; expected {tuple(expected)}")
 
 
+def as_integers(value, name: str):
+    """An id argument as given (jax array) or as numpy, after the integer-dtype check; None stays None.
+
+    Not converted to jax yet: the range check must see the original values (see the module docstring).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, jax.Array):
+        value = np.asarray(value)
+    check_integer_dtype(name, np.dtype(value.dtype).name)
+    return value
+
+
+def to_index(value):
+    """A checked id array as a jax int32 array (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        return jnp.asarray(value.astype(np.int32, copy=False))
+    return value if value.dtype == jnp.int32 else value.astype(jnp.int32)
+
+
+def clamp_to_index(positions, high):
+    """Integer positions clamped to `[0, high]`, as jax int32: clamped first, so none wraps around."""
+    xp = np if isinstance(positions, np.ndarray) else jnp
+    if positions.dtype.itemsize < 4:  # int8 / uint8 / int16 / uint16 widen losslessly
+        positions = positions.astype(xp.int32)
+    return to_index(xp.clip(positions, 0, high))
+
+
 def check_integer(value, name: str) -> None:
-    if not jnp.issubdtype(value.dtype, jnp.integer):
-        raise ValueError(f"{name} must hold integers, got dtype {value.dtype}")
+    check_integer_dtype(name, np.dtype(value.dtype).name)
 
 
 def check_range(value, size: int, name: str, ignore_index: int | None = None) -> None:
@@ -87,7 +153,7 @@ class InputChecks:
         batch_size, seq_length = self._token_shape(inputs)
         past_length = self._check_past(inputs["past_key_values"], batch_size)
         if inputs.get("cache_index") is None:
-            check_sequence_length(config, past_length, seq_length)
+            check_length(config, past_length, seq_length)
             mask_length = past_length + seq_length
         else:
             mask_length = self._check_cache_index(inputs["cache_index"], past_length, seq_length, inputs)
@@ -115,8 +181,10 @@ class InputChecks:
             raise ValueError("cache_index needs the fixed-size past_key_values buffers (see init_cache)")
         if cache_index.ndim != 0:
             raise ValueError(f"cache_index must be a scalar, got shape {tuple(cache_index.shape)}")
-        check_sequence_length(self.config, 0, slots)
+        check_length(self.config, 0, slots)
         value = concrete(cache_index)
+        if not is_static(seq_length, slots):
+            return slots  # a symbolic step under jax.export: the buffers' shapes are its contract
         if seq_length > slots or (value is not None and not 0 <= int(value) <= slots - seq_length):
             at = "" if value is None else f" at cache_index={int(value)}"
             raise ValueError(f"{seq_length} new tokens{at} do not fit the cache of {slots} slots")

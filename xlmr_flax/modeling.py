@@ -35,6 +35,7 @@ with PyTorch's `nn.Embedding(padding_idx=...)`, so training matches `xlmr_torch`
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 from typing import Any
@@ -56,20 +57,26 @@ from xlmr_core import (
 )
 from xlmr_core.modeling_utils import (
     IGNORE_INDEX,
+    check_first_token,
     check_sequence_length,
     classification_problem_type,
     relative_position_index,
 )
 
 from .checkpoint_io import CheckpointIO
+from .encoding import EncodingMixin
 from .inputs import (
+    ID_INPUTS,
     InputChecks,
     as_array,
-    check_integer,
+    as_integers,
     check_label_shapes,
     check_range,
     check_shape,
+    clamp_to_index,
     concrete,
+    is_static,
+    to_index,
 )
 
 logger = logging.getLogger(__name__)
@@ -89,7 +96,8 @@ Dtype = Any
 
 # ----------------------------------------------------------------------------- outputs as pytrees
 # The shared output classes are ordered dicts; registering them lets `jit`, `grad` and
-# `tree_map` pass them through. Absent (None) fields are not children.
+# `tree_map` pass them through. Absent (None) fields are not children. The serialization
+# registration lets a `jax.export.Exported` returning them be serialized and read back.
 
 
 def _register_output_pytrees() -> None:
@@ -114,6 +122,12 @@ def _register_output_pytrees() -> None:
 
         try:
             jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+            jax.export.register_pytree_node_serialization(
+                cls,
+                serialized_name=f"xlmr.{cls.__name__}",
+                serialize_auxdata=lambda keys: json.dumps(list(keys)).encode(),
+                deserialize_auxdata=lambda data: tuple(json.loads(data)),
+            )
         except ValueError:  # already registered (module reloaded)
             pass
 
@@ -260,9 +274,13 @@ class XLMRobertaSelfAttention(nn.Module):
     def relative_position_bias(self, query, key, cache_index=None):
         """Relative-position scores `[batch, heads, q, k]`, already divided by sqrt(head_dim)."""
         max_positions = self.config.max_position_embeddings
-        if cache_index is None:
+        query_length, key_length = query.shape[2], key.shape[2]
+        if cache_index is None and is_static(query_length, key_length):
             # Queries are the last positions of the keys: a cached step sees a full recompute's distances.
-            index = jnp.asarray(relative_position_index(query.shape[2], key.shape[2], max_positions))
+            index = jnp.asarray(relative_position_index(query_length, key_length, max_positions))
+        elif cache_index is None:  # symbolic lengths (jax.export): the same table, built by jnp
+            query_positions = (key_length - query_length) + jnp.arange(query_length)[:, None]
+            index = query_positions - jnp.arange(key_length)[None, :] + max_positions - 1
         else:  # fixed-size cache: the queries sit at cache_index, cache_index + 1, ...
             query_positions = cache_index + jnp.arange(query.shape[2])[:, None]
             index = query_positions - jnp.arange(key.shape[2])[None, :] + max_positions - 1
@@ -519,6 +537,7 @@ class XLMRobertaPooler(nn.Module):
         self.dense = _dense(self.config, self.config.hidden_size, self.dtype, self.param_dtype)
 
     def __call__(self, hidden_states):
+        check_first_token(hidden_states.shape[1])
         return jnp.tanh(self.dense(hidden_states[:, 0]))
 
 
@@ -563,6 +582,7 @@ class XLMRobertaClassificationHead(nn.Module):
         self.out_proj = _dense(self.config, self.config.num_labels, self.dtype, self.param_dtype)
 
     def __call__(self, features, deterministic=True):
+        check_first_token(features.shape[1])
         x = self.dropout(features[:, 0], deterministic=deterministic)
         x = self.dropout(jnp.tanh(self.dense(x)), deterministic=deterministic)
         return self.out_proj(x)
@@ -694,7 +714,8 @@ class XLMRobertaModule(nn.Module):
         keep = None
         if attention_mask is not None:
             keep = attention_mask.astype(bool)[:, None, None, :]
-        if self.config.is_decoder and seq_length > 1:
+        # (One new token may see every key; a symbolic length under jax.export may be one or more.)
+        if self.config.is_decoder and not (is_static(seq_length) and seq_length == 1):
             causal = jnp.tril(jnp.ones((seq_length, total_length), bool), past_length)[None, None]
             keep = causal if keep is None else keep & causal
         return None if keep is None else self._bias(keep)
@@ -826,7 +847,7 @@ class XLMRobertaForMultipleChoiceModule(nn.Module):
         flat = dict(inputs)
         for name in per_choice:
             if inputs.get(name) is not None:
-                flat[name] = inputs[name].reshape(-1, *inputs[name].shape[2:])
+                flat[name] = inputs[name].reshape(batch_size * num_choices, *inputs[name].shape[2:])
         outputs = self.roberta(**flat, deterministic=deterministic)
         pooled = self.dropout(outputs.pooler_output, deterministic=deterministic)
         logits = self.classifier(pooled).reshape(batch_size, num_choices)
@@ -1017,10 +1038,10 @@ class FlaxXLMRobertaPreTrainedModel(CheckpointIO, InputChecks):
             raise ValueError("train=True turns dropout on and needs dropout_rng (a jax.random key)")
 
         inputs = {
-            "input_ids": as_array(input_ids),
+            "input_ids": as_integers(input_ids, "input_ids"),
             "attention_mask": as_array(attention_mask),
-            "token_type_ids": as_array(token_type_ids),
-            "position_ids": as_array(position_ids),
+            "token_type_ids": as_integers(token_type_ids, "token_type_ids"),
+            "position_ids": as_integers(position_ids, "position_ids"),
             "head_mask": as_array(head_mask),
             "inputs_embeds": as_array(inputs_embeds),
             "encoder_hidden_states": as_array(encoder_hidden_states),
@@ -1029,6 +1050,7 @@ class FlaxXLMRobertaPreTrainedModel(CheckpointIO, InputChecks):
             "cache_index": None if cache_index is None else jnp.asarray(cache_index, jnp.int32),
         }
         inputs = self._check_inputs(inputs)
+        inputs.update({name: to_index(inputs[name]) for name in ID_INPUTS})
         use_cache = config.is_decoder and (config.use_cache if use_cache is None else use_cache)
         if labels is not None:
             use_cache = False
@@ -1081,7 +1103,7 @@ class FlaxXLMRobertaPreTrainedModel(CheckpointIO, InputChecks):
 # ----------------------------------------------------------------------------- the models
 
 
-class FlaxXLMRobertaModel(FlaxXLMRobertaPreTrainedModel):
+class FlaxXLMRobertaModel(EncodingMixin, FlaxXLMRobertaPreTrainedModel):
     """The bare encoder (or decoder, with `config.is_decoder`), with the pooler."""
 
     module_class = XLMRobertaModule
@@ -1113,10 +1135,10 @@ class FlaxXLMRobertaForCausalLM(FlaxXLMRobertaPreTrainedModel):
     def _head_arguments(self, inputs, labels, start_positions, end_positions, labelled_only, max_predictions):
         if labels is None:
             return {}
-        labels = jnp.asarray(labels)
+        labels = as_integers(labels, "labels")
         check_label_shapes(labels, [self._token_shape(inputs)])
         check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
-        return {"labels": labels}
+        return {"labels": to_index(labels)}
 
 
 class FlaxXLMRobertaForMaskedLM(FlaxXLMRobertaPreTrainedModel):
@@ -1154,11 +1176,11 @@ class FlaxXLMRobertaForMaskedLM(FlaxXLMRobertaPreTrainedModel):
             raise ValueError("max_predictions applies to labelled_positions_only=True")
         if labels is None:
             return {}
-        labels = jnp.asarray(labels)
+        labels = as_integers(labels, "labels")
         check_label_shapes(labels, [self._token_shape(inputs)])
         check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
         if not labelled_only:
-            return {"labels": labels}
+            return {"labels": to_index(labels)}
         values = concrete(labels)
         if values is not None:
             count = int(np.sum(values != IGNORE_INDEX))
@@ -1173,7 +1195,7 @@ class FlaxXLMRobertaForMaskedLM(FlaxXLMRobertaPreTrainedModel):
                 "under jit, labelled_positions_only=True needs a static max_predictions "
                 "(the most labelled positions a batch can have)"
             )
-        return {"labels": labels, "max_predictions": int(max_predictions)}
+        return {"labels": to_index(labels), "max_predictions": int(max_predictions)}
 
 
 class FlaxXLMRobertaForSequenceClassification(FlaxXLMRobertaPreTrainedModel):
@@ -1189,18 +1211,22 @@ class FlaxXLMRobertaForSequenceClassification(FlaxXLMRobertaPreTrainedModel):
     def _head_arguments(self, inputs, labels, start_positions, end_positions, labelled_only, max_predictions):
         if labels is None:
             return {}
-        labels = jnp.asarray(labels)
+        labels = labels if isinstance(labels, jax.Array) else np.asarray(labels)
+        integer = np.issubdtype(labels.dtype, np.integer)
         batch_size, num_labels = self._token_shape(inputs)[0], self.config.num_labels
-        problem_type = classification_problem_type(self.config, jnp.issubdtype(labels.dtype, jnp.integer))
+        problem_type = classification_problem_type(self.config, integer)
+        if problem_type == "single_label_classification":
+            check_label_shapes(labels, [(batch_size,), (batch_size, 1)])
+            check_range(labels, num_labels, "labels", ignore_index=IGNORE_INDEX)
+            return {"labels": to_index(labels)}
         if problem_type == "regression":
             shapes = [(batch_size,), (batch_size, 1)] if num_labels == 1 else [(batch_size, num_labels)]
             check_label_shapes(labels, shapes)
-        elif problem_type == "single_label_classification":
-            check_label_shapes(labels, [(batch_size,), (batch_size, 1)])
-            check_range(labels, num_labels, "labels", ignore_index=IGNORE_INDEX)
         else:
             check_label_shapes(labels, [(batch_size, num_labels)])
-        return {"labels": labels}
+        if integer and isinstance(labels, np.ndarray):  # targets of a float loss: no int32 wrap-around
+            labels = labels.astype(np.float32)
+        return {"labels": jnp.asarray(labels)}
 
 
 class FlaxXLMRobertaForMultipleChoice(FlaxXLMRobertaPreTrainedModel):
@@ -1226,7 +1252,8 @@ class FlaxXLMRobertaForMultipleChoice(FlaxXLMRobertaPreTrainedModel):
             if inputs[key] is not None:
                 if key != "inputs_embeds":
                     check_shape(inputs[key], (batch_size, num_choices, seq_length), key)
-                flat[key] = inputs[key].reshape(-1, *inputs[key].shape[2:])
+                # explicit rows: -1 cannot be inferred when a choice has no tokens
+                flat[key] = inputs[key].reshape(batch_size * num_choices, *inputs[key].shape[2:])
         super()._check_inputs(flat)  # the checks of one encoder pass over all choices
         inputs["head_mask"] = self._check_head_mask(inputs["head_mask"])
         return inputs
@@ -1234,11 +1261,11 @@ class FlaxXLMRobertaForMultipleChoice(FlaxXLMRobertaPreTrainedModel):
     def _head_arguments(self, inputs, labels, start_positions, end_positions, labelled_only, max_predictions):
         if labels is None:
             return {}
-        labels = jnp.asarray(labels)
+        labels = as_integers(labels, "labels")
         given = inputs["input_ids"] if inputs["input_ids"] is not None else inputs["inputs_embeds"]
         check_label_shapes(labels, [given.shape[:1]])
         check_range(labels, given.shape[1], "labels", ignore_index=IGNORE_INDEX)
-        return {"labels": labels}
+        return {"labels": to_index(labels)}
 
 
 class FlaxXLMRobertaForTokenClassification(FlaxXLMRobertaPreTrainedModel):
@@ -1250,10 +1277,10 @@ class FlaxXLMRobertaForTokenClassification(FlaxXLMRobertaPreTrainedModel):
     def _head_arguments(self, inputs, labels, start_positions, end_positions, labelled_only, max_predictions):
         if labels is None:
             return {}
-        labels = jnp.asarray(labels)
+        labels = as_integers(labels, "labels")
         check_label_shapes(labels, [self._token_shape(inputs)])
         check_range(labels, self.config.num_labels, "labels", ignore_index=IGNORE_INDEX)
-        return {"labels": labels}
+        return {"labels": to_index(labels)}
 
 
 class FlaxXLMRobertaForQuestionAnswering(FlaxXLMRobertaPreTrainedModel):
@@ -1275,11 +1302,10 @@ class FlaxXLMRobertaForQuestionAnswering(FlaxXLMRobertaPreTrainedModel):
             raise ValueError("give both start_positions and end_positions, or neither")
         if start_positions is None:
             return {}
-        batch_size = self._token_shape(inputs)[0]
+        batch_size, seq_length = self._token_shape(inputs)
         out = {}
         for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
-            positions = jnp.asarray(positions)
+            positions = as_integers(positions, name)
             check_label_shapes(positions, [(batch_size,), (batch_size, 1)], name)
-            check_integer(positions, name)
-            out[name] = positions
+            out[name] = clamp_to_index(positions, seq_length)  # the loss clamps them the same way
         return out

@@ -9,6 +9,7 @@ every length the exporter's bounds allow, and value checks are left out of the g
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from xlmr_core.modeling_utils import (
@@ -85,6 +86,19 @@ def as_labels(labels: torch.Tensor, size: int | None, name: str, ignore_index: i
     else:
         check_range(labels, size, name, ignore_index)
     return labels.long()
+
+
+def as_positions(positions: torch.Tensor, seq_length: int, name: str) -> torch.Tensor:
+    """Answer positions (any integer dtype) as int64 in `[0, seq_length]`, clamped before the cast.
+
+    Clamping first keeps a huge unsigned position "beyond the sequence" (ignored by the loss)
+    instead of wrapping it to a negative number and then to the real position 0.
+    """
+    check_integer_dtype(name, dtype_name(positions.dtype))
+    if positions.dtype in (torch.uint16, torch.uint32, torch.uint64):  # few torch ops take these
+        clipped = np.minimum(positions.cpu().numpy(), seq_length).astype(np.int64)
+        return torch.from_numpy(clipped).to(positions.device)
+    return positions.long().clamp(0, seq_length)
 
 
 def check_length(config, past_length, seq_length) -> None:

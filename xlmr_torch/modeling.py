@@ -57,6 +57,7 @@ from .encoding import EncodingMixin
 from .inputs import (
     as_index,
     as_labels,
+    as_positions,
     check_label_shapes,
     check_length,
     check_shape,
@@ -915,9 +916,13 @@ class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
     def _loss(self, logits, labels):
         batch_size, num_labels = logits.shape
         # Decided per call, not written back into the config as the reference does.
-        # int64 / int32 labels mean single-label classification, as in the reference (a uint8 or
-        # bool multi-hot tensor stays multi-label).
-        problem_type = classification_problem_type(self.config, labels.dtype in (torch.long, torch.int))
+        # int64 / int32 labels mean single-label classification, as in the reference; so do
+        # labels of any other integer dtype with one label per row (a multi-hot uint8 or bool
+        # tensor `[batch, num_labels]` stays multi-label).
+        integer = labels.dtype in (torch.long, torch.int) or (
+            labels.dim() == 1 and not labels.is_floating_point() and labels.dtype != torch.bool
+        )
+        problem_type = classification_problem_type(self.config, integer)
         if problem_type == "regression":
             if num_labels == 1:
                 check_label_shapes(labels, [(batch_size,), (batch_size, 1)])
@@ -1103,8 +1108,7 @@ class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
                 (end_positions, end_logits, "end_positions"),
             ):
                 check_label_shapes(positions, [(batch_size,), (batch_size, 1)], name)
-                positions = as_labels(positions, None, name, None)
-                positions = positions.reshape(-1).to(logits.device).clamp(0, seq_length)
+                positions = as_positions(positions.reshape(-1), seq_length, name).to(logits.device)
                 losses.append(F.cross_entropy(logits.float(), positions, ignore_index=seq_length))
             loss = (losses[0] + losses[1]) / 2
         output = QuestionAnsweringModelOutput(
