@@ -27,7 +27,21 @@ def _import_tensorflow_quietly() -> None:
         os.close(null)
 
 
+def _require_tensorflow_backend() -> None:
+    """The models are TensorFlow code: refuse another Keras backend at import, not at the first call."""
+    import keras
+
+    backend = keras.config.backend()
+    if backend != "tensorflow":
+        raise ImportError(
+            f"xlmr_tf needs Keras's TensorFlow backend, but Keras runs on {backend!r} (KERAS_BACKEND or "
+            "~/.keras/keras.json); set KERAS_BACKEND=tensorflow, or use xlmr_torch (PyTorch) or "
+            "xlmr_flax (JAX)"
+        )
+
+
 _import_tensorflow_quietly()
+_require_tensorflow_backend()
 
 from .modeling import (  # noqa: E402
     TFXLMRobertaForCausalLM,

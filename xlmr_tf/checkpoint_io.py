@@ -15,6 +15,11 @@ import numpy as np
 import tensorflow as tf
 
 from xlmr_core.checkpoint import open_checkpoint, save_checkpoint
+from xlmr_core.embeddings import (
+    read_sentence_transformers,
+    sentence_transformers_files,
+    write_sentence_transformers,
+)
 from xlmr_core.loading import line_up, loading_info, log_loading_info, resolve_config
 from xlmr_core.weight_mapping import parameter_kind, to_canonical_state, to_framework_state
 
@@ -34,7 +39,8 @@ def _assign(variable, tensor) -> None:
     step = max(1, ASSIGN_BLOCK_BYTES * tensor.shape[0] // tensor.nbytes)
     for start in range(0, tensor.shape[0], step):
         block = tensor.load_rows(start, start + step).astype(variable.dtype, copy=False)
-        target[start : start + len(block)].assign(block)
+        # A scatter, not `target[a:b].assign`: a tf.distribute variable's slices are plain tensors.
+        target.scatter_update(tf.IndexedSlices(block, tf.range(start, start + len(block))))
 
 
 class CheckpointIO:
@@ -66,12 +72,23 @@ class CheckpointIO:
         return self.to_canonical({path: v.numpy() for path, v in self._variables_by_path().items()})
 
     def save_pretrained(
-        self, save_directory: str | os.PathLike, max_shard_size: int | str | None = None
+        self,
+        save_directory: str | os.PathLike,
+        max_shard_size: int | str | None = None,
+        *,
+        sentence_transformers=False,
     ) -> None:
-        """Write `config.json` and `model.safetensors` (or shards) in the shared checkpoint format."""
+        """Write `config.json` and `model.safetensors` (or shards) in the shared checkpoint format.
+
+        `sentence_transformers=True` (or a mapping of `pooling`, `normalize`, `max_seq_length`)
+        also writes the sentence-transformers files; save the tokenizer into the same directory."""
+        files = sentence_transformers_files(
+            self.config, sentence_transformers, getattr(self, "sentence_transformers", None)
+        )
         # The architecture is named framework-neutrally, as every framework reads the directory.
         config = self.config.copy(architectures=[type(self).__name__.removeprefix("TF")])
         save_checkpoint(save_directory, self.canonical_state(), config, max_shard_size=max_shard_size)
+        write_sentence_transformers(save_directory, files)
 
     def load_canonical_state(
         self,
@@ -128,6 +145,7 @@ class CheckpointIO:
         from .modeling import zero_initialised
 
         config = resolve_config(directory, config, **config_overrides)
+        sentence_transformers = read_sentence_transformers(directory)
         # Plain reads, row block by row block for large tables: Keras copies whatever it is
         # given, so neither a memory map nor a whole 1 GB table needs to be resident as well.
         with open_checkpoint(directory, mmap=False) as checkpoint:
@@ -137,4 +155,6 @@ class CheckpointIO:
                 checkpoint.tensors, initialise_missing=True, where=checkpoint.files[0]
             )
         log_loading_info(logger, cls.__name__, directory, info)
+        if sentence_transformers is not None:
+            model.sentence_transformers = sentence_transformers  # a plain attribute: not in get_config
         return (model, info) if output_loading_info else model

@@ -4,7 +4,8 @@ Wrong inputs fail here with a message naming the argument instead of deep inside
 gather (an opaque error on CPU, silent zeros on GPU, clamping under XLA). Shapes are
 checked whenever they are known while tracing (always in eager mode) and raise
 `ValueError`; value checks raise `ValueError` in eager mode and become `tf.debugging`
-assertions with the same message inside a `tf.function`.
+assertions with the same message inside a `tf.function`. The models run these checks in
+their `__call__`, before Keras's call wrapper, so an error stays the one line raised here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,23 @@ from __future__ import annotations
 import tensorflow as tf
 
 from xlmr_core import XLMRobertaConfig
-from xlmr_core.modeling_utils import check_index_range, check_labels_shape, check_sequence_length
+from xlmr_core.modeling_utils import (
+    check_index_range,
+    check_integer_dtype,
+    check_labels_shape,
+    check_sequence_length,
+)
+
+try:  # Keras's marker of its symbolic passes (no public accessor in Keras 3.15)
+    from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+except ImportError:  # pragma: no cover - a Keras without it never builds from float ids
+
+    def in_symbolic_scope() -> bool:
+        return False
+
+
+# The dtype every id is cast to once checked: what `tf.gather` and the losses index with.
+INDEX_DTYPE = tf.int32
 
 
 def check_shape(tensor, expected, name: str) -> None:
@@ -26,19 +43,36 @@ def check_shape(tensor, expected, name: str) -> None:
 
 
 def check_integer(tensor, name: str) -> None:
+    """`TypeError` (the shared text) unless `tensor` holds integers of some dtype."""
     if not tensor.dtype.is_integer:
-        raise ValueError(f"{name} must hold integers, got dtype {tensor.dtype.name}")
+        check_integer_dtype(name, tensor.dtype.name)
+
+
+def symbolic_ids(tensor) -> bool:
+    """Whether `tensor` is a float stand-in for ids in one of Keras's symbolic passes.
+
+    Under `tf.distribute`, Keras builds compiled losses and metrics by tracing the model on
+    the MEAN of the replicas' first batches, which turns integer ids into floats; only the
+    outputs' shapes and dtypes matter there, so such ids are cast instead of refused.
+    """
+    return not tensor.dtype.is_integer and not tf.executing_eagerly() and in_symbolic_scope()
+
+
+def as_index(tensor):
+    """An integer tensor (any integer dtype, already range-checked) in `INDEX_DTYPE`."""
+    return tensor if tensor.dtype == INDEX_DTYPE else tf.cast(tensor, INDEX_DTYPE)
 
 
 def check_range(ids, size: int, name: str, ignore_index: int | None = None):
     """Every value of `ids` must be in [0, size) (or equal `ignore_index`); see the module docstring.
 
+    Works on any integer dtype (uint64 past int64 included, so check before casting).
     Returns `ids`; in a graph, guarded so that nothing reads them before the check has run.
     """
     check_integer(ids, name)
     if tf.executing_eagerly():
         values = ids.numpy()
-        if ignore_index is not None:
+        if ignore_index is not None and not ids.dtype.is_unsigned:  # uint cannot hold -100
             values = values[values != ignore_index]
         if values.size == 0:
             return ids
@@ -50,12 +84,15 @@ def check_range(ids, size: int, name: str, ignore_index: int | None = None):
                 f"{name} must be in [0, {size}) or {ignore_index} (ignored); got values from {low} to {high}"
             )
         return ids
-    valid = tf.logical_and(ids >= 0, ids < size)
+    if in_symbolic_scope():
+        return ids  # no values to check
+    wide = tf.cast(ids, tf.int64)  # comparisons of every integer dtype, exactly up to int64
+    valid = tf.logical_and(wide >= 0, wide < size)
     if ignore_index is not None:
-        valid = tf.logical_or(valid, tf.equal(ids, ignore_index))
+        valid = tf.logical_or(valid, tf.equal(wide, ignore_index))
     check = tf.debugging.Assert(
         tf.reduce_all(valid),
-        [f"{name} must be in [0, {size}); got values from", tf.reduce_min(ids), "to", tf.reduce_max(ids)],
+        [f"{name} must be in [0, {size}); got values from", tf.reduce_min(wide), "to", tf.reduce_max(wide)],
     )
     with tf.control_dependencies([check]):
         return tf.identity(ids)
@@ -64,6 +101,8 @@ def check_range(ids, size: int, name: str, ignore_index: int | None = None):
 def check_length(config: XLMRobertaConfig, past_length, seq_length) -> None:
     if isinstance(past_length, int) and isinstance(seq_length, int):
         check_sequence_length(config, past_length, seq_length)
+        return
+    if in_symbolic_scope():
         return
     tf.debugging.assert_less_equal(
         past_length + seq_length,

@@ -15,17 +15,22 @@ Key/value cache (decoders only): `past_key_values` is a tuple with one entry per
 `(self_key, self_value)` or `(self_key, self_value, cross_key, cross_value)`, each
 `[batch, heads, length, head_dim]`, exactly as in the PyTorch models.
 
-Input checks: shapes are checked whenever they are known while tracing (always in
-eager mode) and raise `ValueError`. Value checks (ids inside their tables, labels in
-range, the sequence fitting the position table) raise `ValueError` in eager mode; inside
-a `tf.function` they become `tf.debugging` assertions that stop the step with an
-`InvalidArgumentError` carrying the same message. XLA (`jit_compile=True`) drops
-assertions, so compiled steps run unchecked: validate data in eager mode first.
+Input checks: the models' `__call__` runs them all (`check_inputs`) before Keras's call
+wrapper, so an error is the one line raised here. Ids of any integer dtype are accepted and
+cast to int32 after the checks; other dtypes are a `TypeError`. Shapes are checked whenever
+they are known while tracing (always in eager mode) and raise `ValueError`. Value checks
+(ids inside their tables, labels in range, the sequence fitting the position table)
+raise `ValueError` in eager mode; inside a `tf.function` they become `tf.debugging`
+assertions that stop the step with an `InvalidArgumentError` carrying the same message.
+XLA (`jit_compile=True`) drops assertions, so compiled steps run unchecked: validate data
+in eager mode first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 import math
 from collections.abc import Mapping
@@ -45,12 +50,22 @@ from xlmr_core import (
 )
 from xlmr_core.modeling_utils import (
     IGNORE_INDEX,
+    check_first_token,
     classification_problem_type,
     relative_position_index,
 )
 
 from .checkpoint_io import CheckpointIO
-from .inputs import check_integer, check_label_shapes, check_length, check_range, check_shape
+from .encoding import EncodingMixin
+from .inputs import (
+    as_index,
+    check_integer,
+    check_label_shapes,
+    check_length,
+    check_range,
+    check_shape,
+    symbolic_ids,
+)
 from .training import KerasTraining
 
 logger = logging.getLogger(__name__)
@@ -147,13 +162,16 @@ class EmbeddingTable(keras.layers.Layer):
 
     def zero_padding_row(self) -> None:
         """Like torch's padding_idx: the pad row starts at zero (written in place, no table copy)."""
-        self.table.value[self.padding_idx].assign(tf.zeros((self.width,), self.table.dtype))
+        # A scatter, not `value[i].assign`: a tf.distribute variable's slices are plain tensors.
+        row = tf.IndexedSlices(tf.zeros((1, self.width), self.table.dtype), tf.constant([self.padding_idx]))
+        self.table.value.scatter_update(row)
 
     def call(self, ids):
         rows = tf.gather(self.table, ids)
         if self.padding_idx is not None:
             # As torch's padding_idx: the pad row is looked up but never trained by the lookup.
-            rows = tf.where((ids == self.padding_idx)[..., None], tf.stop_gradient(rows), rows)
+            pad = tf.expand_dims(ids == self.padding_idx, -1)  # TFLite slices no bool tensors
+            rows = tf.where(pad, tf.stop_gradient(rows), rows)
         return tf.cast(rows, self.compute_dtype)
 
 
@@ -283,8 +301,8 @@ class XLMRobertaSelfAttention(Block):
         scores = tf.cast(tf.matmul(query, key, transpose_b=True), tf.float32) / math.sqrt(self.head_dim)
         if self.position_embedding_type != "absolute":
             scores = scores + self.relative_position_bias(query, key)
-        if attention_bias is not None:
-            scores = scores + attention_bias
+        if attention_bias is not None:  # where a query may look (bool: Keras autocasts float inputs)
+            scores = tf.where(attention_bias, scores, tf.float32.min)
         probs = tf.cast(tf.nn.softmax(scores, axis=-1), query.dtype)
         probs = self.dropout(probs, training=training)
         if head_mask is not None:
@@ -518,7 +536,19 @@ def _classifier_dropout(config: XLMRobertaConfig) -> float:
 
 # ----------------------------------------------------------------------------- losses
 # Computed in float32 whatever the compute dtype; `ignore_index` labels are left out of
-# the mean (when every label is ignored the loss is 0 rather than torch's NaN).
+# the mean (when every label is ignored the loss is 0 rather than torch's NaN). Each is a
+# mean over the global batch: under `tf.distribute` every replica divides its own sum by
+# the count of all replicas, so the replicas' summed gradients are those of one device
+# running the whole batch (as Keras's own losses, which divide by the replica count).
+
+
+def _global_mean(total, count):
+    """`total / count`, `count` summed over the replicas when a strategy runs several."""
+    count = tf.stop_gradient(tf.cast(count, tf.float32))
+    replica = tf.distribute.get_replica_context()
+    if replica is not None and replica.num_replicas_in_sync > 1:
+        count = replica.all_reduce(tf.distribute.ReduceOp.SUM, count)
+    return tf.math.divide_no_nan(total, count)
 
 
 def _cross_entropy(logits, labels, ignore_index: int | None = IGNORE_INDEX):
@@ -531,16 +561,20 @@ def _cross_entropy(logits, labels, ignore_index: int | None = IGNORE_INDEX):
     )
     safe_labels = labels if ignore_index is None else tf.where(labels == ignore_index, 0, labels)
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe_labels, logits=logits)
-    return tf.math.divide_no_nan(tf.reduce_sum(losses * keep), tf.reduce_sum(keep))
+    return _global_mean(tf.reduce_sum(losses * keep), tf.reduce_sum(keep))
+
+
+def _mean(losses):
+    return _global_mean(tf.reduce_sum(losses), tf.size(losses))
 
 
 def _mse(predictions, labels):
-    return tf.reduce_mean(tf.square(tf.cast(predictions, tf.float32) - tf.cast(labels, tf.float32)))
+    return _mean(tf.square(tf.cast(predictions, tf.float32) - tf.cast(labels, tf.float32)))
 
 
 def _binary_cross_entropy(logits, labels):
     logits, labels = tf.cast(logits, tf.float32), tf.cast(labels, tf.float32)
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+    return _mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
 # ----------------------------------------------------------------------------- main layer
@@ -572,20 +606,16 @@ class XLMRobertaMainLayer(Block):
         output_hidden_states=False,
         training=False,
     ):
+        # The inputs were checked by `check_inputs` (the models' `__call__`, before Keras's wrapper).
         config = self.config
-        batch_size, seq_length = self._check_token_inputs(input_ids, inputs_embeds)
-        if input_ids is not None:
-            input_ids = check_range(input_ids, config.vocab_size, "input_ids")
-        past_length = self._check_past(past_key_values, batch_size)
-        check_length(config, past_length, seq_length)
+        tokens = input_ids if input_ids is not None else inputs_embeds
+        batch_size, seq_length = _dim(tokens, 0), _dim(tokens, 1)
+        past_length = 0 if past_key_values is None else _dim(past_key_values[0][0], 2)
         use_cache = config.is_decoder and (config.use_cache if use_cache is None else use_cache)
 
         shape = (batch_size, seq_length)
         if token_type_ids is None:
             token_type_ids = tf.zeros(tf.stack(shape) if not _static(shape) else shape, tf.int32)
-        else:
-            check_shape(token_type_ids, shape, "token_type_ids")
-            token_type_ids = check_range(token_type_ids, config.type_vocab_size, "token_type_ids")
         if position_ids is None:
             if input_ids is not None:
                 position_ids = position_ids_from_input_ids(input_ids, config.pad_token_id, past_length)
@@ -593,13 +623,6 @@ class XLMRobertaMainLayer(Block):
                 position_ids = position_ids_from_inputs_embeds(
                     inputs_embeds, config.pad_token_id, past_length
                 )
-        else:
-            try:
-                check_shape(position_ids, shape, "position_ids")
-            except ValueError:
-                check_shape(position_ids, (1, seq_length), "position_ids")
-            if config.position_embedding_type == "absolute":
-                position_ids = check_range(position_ids, config.max_position_embeddings, "position_ids")
 
         embedding_output = self.embeddings(
             input_ids=input_ids,
@@ -608,10 +631,8 @@ class XLMRobertaMainLayer(Block):
             inputs_embeds=inputs_embeds,
             training=training,
         )
-        attention_bias = self._self_attention_bias(attention_mask, shape, past_length)
-        encoder_attention_bias = self._cross_attention_bias(
-            encoder_hidden_states, encoder_attention_mask, batch_size
-        )
+        attention_bias = self._self_attention_bias(attention_mask, past_length, past_length + seq_length)
+        encoder_attention_bias = self._cross_attention_bias(encoder_attention_mask)
         if encoder_hidden_states is not None:
             encoder_hidden_states = tf.cast(encoder_hidden_states, embedding_output.dtype)
         hidden_states, presents, all_hidden_states, attentions, cross_attentions = self.encoder(
@@ -634,6 +655,44 @@ class XLMRobertaMainLayer(Block):
             attentions=attentions,
             cross_attentions=cross_attentions,
         )
+
+    def check_inputs(self, values: dict) -> dict:
+        """Every check of the body's inputs (token shape `[batch, sequence]`); see `inputs.py`.
+
+        Returns `values` with the ids guarded by their range checks when in a graph.
+        """
+        config, values = self.config, dict(values)
+        input_ids = values.get("input_ids")
+        batch_size, seq_length = self._check_token_inputs(input_ids, values.get("inputs_embeds"))
+        if input_ids is not None:
+            values["input_ids"] = check_range(input_ids, config.vocab_size, "input_ids")
+        past_length = self._check_past(values.get("past_key_values"), batch_size)
+        check_length(config, past_length, seq_length)
+        if self.pooler is not None:  # it reads the first token
+            check_first_token(seq_length)
+        shape = (batch_size, seq_length)
+        if values.get("token_type_ids") is not None:
+            check_shape(values["token_type_ids"], shape, "token_type_ids")
+            values["token_type_ids"] = check_range(
+                values["token_type_ids"], config.type_vocab_size, "token_type_ids"
+            )
+        position_ids = values.get("position_ids")
+        if position_ids is not None:
+            try:
+                check_shape(position_ids, shape, "position_ids")
+            except ValueError:
+                check_shape(position_ids, (1, seq_length), "position_ids")
+            if config.position_embedding_type == "absolute":
+                values["position_ids"] = check_range(
+                    position_ids, config.max_position_embeddings, "position_ids"
+                )
+        if values.get("attention_mask") is not None:
+            check_shape(values["attention_mask"], (batch_size, past_length + seq_length), "attention_mask")
+        self._check_encoder_inputs(
+            values.get("encoder_hidden_states"), values.get("encoder_attention_mask"), batch_size
+        )
+        self._check_head_mask(values.get("head_mask"))
+        return values
 
     def _check_token_inputs(self, input_ids, inputs_embeds):
         if (input_ids is None) == (inputs_embeds is None):
@@ -682,27 +741,26 @@ class XLMRobertaMainLayer(Block):
             raise ValueError("past_key_values entries disagree on the cached length")
         return _dim(past_key_values[0][0], 2)
 
-    def _self_attention_bias(self, attention_mask, shape, past_length):
-        """Additive float32 bias `[batch or 1, 1, q, k]`: 0 where a query may look, -huge elsewhere."""
-        batch_size, seq_length = shape
-        total_length = past_length + seq_length
+    def _self_attention_bias(self, attention_mask, past_length, total_length):
+        """Where a query may look, `[batch or 1, 1, q, k]` bool (the attention adds a float32 bias).
+
+        A float32 bias given to the layers would be autocast to float16 under mixed precision,
+        where -huge is -inf (a NaN for a row with nothing to attend to).
+        """
         keep = None
         if attention_mask is not None:
-            check_shape(attention_mask, (batch_size, total_length), "attention_mask")
-            keep = tf.cast(attention_mask, tf.bool)[:, None, None, :]
+            keep = _keep_mask(attention_mask)
         if self.config.is_decoder:
             query_positions = tf.range(past_length, total_length)[:, None]
-            causal = (tf.range(total_length)[None, :] <= query_positions)[None, None]
+            causal = tf.reshape(tf.range(total_length)[None, :] <= query_positions, [1, 1, -1, total_length])
             keep = causal if keep is None else tf.logical_and(keep, causal)
-        if keep is None:
-            return None
-        return tf.where(keep, 0.0, tf.float32.min)
+        return keep
 
-    def _cross_attention_bias(self, encoder_hidden_states, encoder_attention_mask, batch_size):
+    def _check_encoder_inputs(self, encoder_hidden_states, encoder_attention_mask, batch_size) -> None:
         if encoder_hidden_states is None:
             if encoder_attention_mask is not None:
                 raise ValueError("encoder_attention_mask was given without encoder_hidden_states")
-            return None
+            return
         if not self.config.add_cross_attention:
             raise ValueError(
                 "encoder_hidden_states needs cross-attention layers: build the model with "
@@ -715,11 +773,23 @@ class XLMRobertaMainLayer(Block):
                 f"got shape {tuple(encoder_hidden_states.shape)}"
             )
         check_shape(encoder_hidden_states, (batch_size, None, hidden), "encoder_hidden_states")
+        if encoder_attention_mask is not None:
+            check_shape(
+                encoder_attention_mask, tuple(encoder_hidden_states.shape[:2]), "encoder_attention_mask"
+            )
+
+    @staticmethod
+    def _cross_attention_bias(encoder_attention_mask):
         if encoder_attention_mask is None:
             return None
-        check_shape(encoder_attention_mask, tuple(encoder_hidden_states.shape[:2]), "encoder_attention_mask")
-        keep = tf.cast(encoder_attention_mask, tf.bool)[:, None, None, :]
-        return tf.where(keep, 0.0, tf.float32.min)
+        return _keep_mask(encoder_attention_mask)
+
+    def _check_head_mask(self, head_mask) -> None:
+        layers, heads = self.config.num_hidden_layers, self.config.num_attention_heads
+        if head_mask is not None and tuple(head_mask.shape) not in ((heads,), (layers, heads)):
+            raise ValueError(
+                f"head_mask has shape {tuple(head_mask.shape)}; expected ({heads},) or ({layers}, {heads})"
+            )
 
     def _per_layer_head_mask(self, head_mask):
         """`[heads]` (all layers) or `[layers, heads]` -> one `[1, heads, 1, 1]` multiplier per layer."""
@@ -728,11 +798,12 @@ class XLMRobertaMainLayer(Block):
         layers, heads = self.config.num_hidden_layers, self.config.num_attention_heads
         if tuple(head_mask.shape) == (heads,):
             head_mask = tf.broadcast_to(head_mask[None], (layers, heads))
-        elif tuple(head_mask.shape) != (layers, heads):
-            raise ValueError(
-                f"head_mask has shape {tuple(head_mask.shape)}; expected ({heads},) or ({layers}, {heads})"
-            )
         return [tf.reshape(head_mask[i], (1, heads, 1, 1)) for i in range(layers)]
+
+
+def _keep_mask(attention_mask):
+    """`[batch, k]` mask -> `[batch, 1, 1, k]` bool (expand_dims: TFLite slices no bool tensors)."""
+    return tf.expand_dims(tf.expand_dims(tf.cast(attention_mask, tf.bool), 1), 1)
 
 
 def _static(shape) -> bool:
@@ -764,6 +835,12 @@ _INPUT_NAMES = (
 _INTEGER_INPUTS = ("input_ids", "token_type_ids", "position_ids")
 
 
+@functools.cache
+def _call_parameters(model_class) -> tuple[str, ...]:
+    """The argument names of `model_class.call`, in order (without `self`)."""
+    return tuple(inspect.signature(model_class.call).parameters)[1:]
+
+
 class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
     """Input handling for every model; Keras training is `KerasTraining`, files `CheckpointIO`."""
 
@@ -782,15 +859,110 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
             )
         self.config = config
 
+    # Not converted by AutoGraph: its control flow is on shapes and flags, and converting the
+    # model's code made up most of the time to trace a training step or an export.
+    @tf.autograph.experimental.do_not_convert
     def __call__(self, *args, **kwargs):
-        # Keras takes only plain containers of tensors as positional input: hand it a tokenizer's
-        # BatchEncoding (a dict subclass) as a plain dict, and flags found in a dict as keywords.
-        if args and isinstance(args[0], Mapping):
-            inputs = dict(args[0])
-            for key in [k for k, v in inputs.items() if isinstance(v, bool)]:
-                kwargs.setdefault(key, inputs.pop(key))
-            args = (inputs, *args[1:])
-        return super().__call__(*args, **kwargs)
+        """Run the model (see `call`), every input checked first.
+
+        The checks run here, before Keras's call wrapper, so that a bad input raises the one-line
+        error of `inputs.py`, not Keras's many-line report around it. Keras then receives one plain
+        dict of tensors (a tokenizer's BatchEncoding, a dict subclass, included), the flags as keywords.
+        """
+        names = _call_parameters(type(self))
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__} takes at most {len(names)} positional arguments")
+        arguments = dict(zip(names, args))
+        for key, value in kwargs.items():
+            if key not in names:
+                raise TypeError(f"{type(self).__name__} got an unexpected keyword argument {key!r}")
+            if key in arguments:
+                raise TypeError(f"{type(self).__name__} got {key} both positionally and as a keyword")
+            arguments[key] = value
+        if any(isinstance(v, keras.KerasTensor) for v in tf.nest.flatten(list(arguments.values()))):
+            return super().__call__(*args, **kwargs)  # symbolic (functional) use: Keras traces `call`
+        options = {"training": arguments.pop("training")} if "training" in arguments else {}
+        values = self._gather_inputs(arguments.pop("input_ids", None), {**dict.fromkeys(names), **arguments})
+        values = self.check_inputs(values)
+        for key in (*_INTEGER_INPUTS, *self.label_names):
+            if values.get(key) is not None and values[key].dtype.is_integer:
+                values[key] = as_index(values[key])  # after the range checks: uint64 stays exact
+        tensors = {k: v for k, v in values.items() if v is not None and not isinstance(v, bool)}
+        flags = {k: v for k, v in values.items() if isinstance(v, bool)}
+        return super().__call__(tensors, **flags, **options)
+
+    def check_inputs(self, values: dict) -> dict:
+        """Every check of a call's inputs and targets; returns `values` guarded by the checks in a graph."""
+        values = self.roberta.check_inputs(values)
+        tokens = values["input_ids"] if values.get("input_ids") is not None else values["inputs_embeds"]
+        return self.check_targets(values, _dim(tokens, 0), _dim(tokens, 1))
+
+    def check_targets(self, values: dict, batch_size, seq_length) -> dict:
+        """The checks of the training targets (`labels`, ...) against the token shape."""
+        return values
+
+    # -- Keras serialisation: the config carries the XLMRobertaConfig, so that `.keras` files,
+    # `keras.models.clone_model`, `copy.deepcopy` and `pickle` rebuild the same model.
+    def get_config(self) -> dict:
+        """Keras's config (name, trainable, dtype policy) with the `XLMRobertaConfig` as a dict."""
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None):
+        """The model `get_config` describes (random weights; Keras loads the saved ones after)."""
+        config = dict(config)
+        model_config = config.pop("config")
+        if not isinstance(model_config, XLMRobertaConfig):
+            model_config = XLMRobertaConfig.from_dict(model_config)
+        policy = config.pop("dtype", None)
+        if isinstance(policy, dict):
+            policy = keras.dtype_policies.deserialize(policy)
+        # The layers inside take the global policy when built: build them under the saved one.
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(policy or previous)
+        try:
+            return cls(model_config, **config)
+        finally:
+            keras.config.set_dtype_policy(previous)
+
+    # -- serving: what `tf.saved_model.save(model, directory)` and `model.export(directory)` write
+    def serving_signature(self) -> dict[str, tf.TensorSpec]:
+        """int32 `input_ids` and `attention_mask` (and `token_type_ids` when the config has more
+        than one token type), any batch size and length: the inputs of `serve`."""
+        names = ["input_ids", "attention_mask"]
+        if self.config.type_vocab_size > 1:
+            names.append("token_type_ids")
+        shape = [None] * self.dummy_inputs["input_ids"].shape.rank
+        return {name: tf.TensorSpec(shape, tf.int32, name=name) for name in names}
+
+    def serve(self, inputs: Mapping) -> dict:
+        """The forward pass for serving: a dict of tensors in, a plain dict of output tensors out."""
+        options = {"use_cache": False} if "use_cache" in _call_parameters(type(self)) else {}
+        output = self(dict(inputs), training=False, return_dict=True, **options)
+        return {key: value for key, value in output.items() if tf.is_tensor(value)}
+
+    @property
+    def _default_save_signature(self):
+        # The TF hook `tf.saved_model.save` reads when given no signatures: `serve` over int32 ids
+        # (Keras's own would trace the model with float32 inputs, which ids are not).
+        return self._serving_function([self.serving_signature()])
+
+    def _serving_function(self, input_signature):
+        # No AutoGraph: the Python control flow is on shapes and flags, and converting it is
+        # most of the export time.
+        return tf.function(self.serve, input_signature=input_signature, autograph=False)
+
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
+        """`keras.Model.export`; a SavedModel's `serve` endpoint (and its `serving_default`
+        signature) is `self.serve`, over `serving_signature()` unless `input_signature` is given."""
+        if input_signature is None:
+            input_signature = [self.serving_signature()]
+        if format != "tf_saved_model":
+            return super().export(filepath, format, verbose, input_signature, **kwargs)
+        archive = keras.export.ExportArchive()
+        archive.track(self)
+        archive.add_endpoint("serve", self._serving_function(input_signature))
+        archive.write_out(filepath, verbose=True if verbose is None else verbose)
 
     def build(self, input_shape=None):
         pass  # the layers create their variables during the dummy call (see `Block`)
@@ -847,6 +1019,8 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
             if not tf.is_tensor(value):
                 value = tf.convert_to_tensor(value)
             if key in _INTEGER_INPUTS:
+                if symbolic_ids(value):
+                    value = as_index(value)
                 check_integer(value, key)
             values[key] = value
         if values.get("past_key_values") is not None:
@@ -881,8 +1055,12 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
 
 # ----------------------------------------------------------------------------- the models
 
+# Registered under "xlmr_tf>ClassName", so `keras.models.load_model` finds them by name.
+_serializable = keras.saving.register_keras_serializable(package="xlmr_tf")
 
-class TFXLMRobertaModel(TFXLMRobertaPreTrainedModel):
+
+@_serializable
+class TFXLMRobertaModel(EncodingMixin, TFXLMRobertaPreTrainedModel):
     """The bare encoder (or decoder, with `config.is_decoder`), with an optional pooler."""
 
     strip_base_prefix = True
@@ -892,6 +1070,9 @@ class TFXLMRobertaModel(TFXLMRobertaPreTrainedModel):
         self.add_pooling_layer = add_pooling_layer
         self.roberta = XLMRobertaMainLayer(config, add_pooling_layer, name="roberta")
         self._build_with_dummy_inputs()
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "add_pooling_layer": self.add_pooling_layer}
 
     def call(
         self,
@@ -925,6 +1106,7 @@ class TFXLMRobertaModel(TFXLMRobertaPreTrainedModel):
         return self._return(output, return_dict)
 
 
+@_serializable
 class TFXLMRobertaForCausalLM(TFXLMRobertaPreTrainedModel):
     """Decoder with a language-model head; `labels` give the next-token loss (shifted inside)."""
 
@@ -971,10 +1153,7 @@ class TFXLMRobertaForCausalLM(TFXLMRobertaPreTrainedModel):
             outputs.last_hidden_state, word_embeddings=self.roberta.embeddings.word_embeddings.table
         )
         loss = None
-        if labels is not None:
-            check_label_shapes(labels, [tuple(logits.shape[:2])])
-            labels = check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
-            # Position t predicts token t + 1.
+        if labels is not None:  # position t predicts token t + 1
             loss = _cross_entropy(logits[:, :-1], labels[:, 1:])
         output = CausalLMOutputWithCrossAttentions(
             loss=loss,
@@ -986,7 +1165,19 @@ class TFXLMRobertaForCausalLM(TFXLMRobertaPreTrainedModel):
         )
         return self._return(output, return_dict)
 
+    def check_targets(self, values, batch_size, seq_length):
+        return _check_token_labels(values, batch_size, seq_length, self.config.vocab_size)
 
+
+def _check_token_labels(values: dict, batch_size, seq_length, size: int) -> dict:
+    """`labels` of a per-token head: `[batch, sequence]`, each in [0, size) or ignored (-100)."""
+    if values.get("labels") is not None:
+        check_label_shapes(values["labels"], [(batch_size, seq_length)])
+        values["labels"] = check_range(values["labels"], size, "labels", ignore_index=IGNORE_INDEX)
+    return values
+
+
+@_serializable
 class TFXLMRobertaForMaskedLM(TFXLMRobertaPreTrainedModel):
     """Encoder with a masked-language-model head.
 
@@ -1025,8 +1216,6 @@ class TFXLMRobertaForMaskedLM(TFXLMRobertaPreTrainedModel):
         output_attentions, output_hidden_states, return_dict = self._flags(values)
         labels = values.get("labels")
         labelled_positions_only = bool(values.get("labelled_positions_only", False))
-        if labelled_positions_only and labels is None:
-            raise ValueError("labelled_positions_only=True needs labels to know which positions are labelled")
         outputs = self._body(
             values,
             training,
@@ -1040,8 +1229,6 @@ class TFXLMRobertaForMaskedLM(TFXLMRobertaPreTrainedModel):
         word_embeddings = self.roberta.embeddings.word_embeddings.table
         loss = masked_positions = None
         if labels is not None:
-            check_label_shapes(labels, [tuple(sequence_output.shape[:2])])
-            labels = check_range(labels, self.config.vocab_size, "labels", ignore_index=IGNORE_INDEX)
             flat_labels = tf.reshape(labels, [-1])
         if labelled_positions_only:
             masked_positions = tf.where(flat_labels != IGNORE_INDEX)[:, 0]
@@ -1061,7 +1248,13 @@ class TFXLMRobertaForMaskedLM(TFXLMRobertaPreTrainedModel):
         )
         return self._return(output, return_dict)
 
+    def check_targets(self, values, batch_size, seq_length):
+        if values.get("labelled_positions_only") and values.get("labels") is None:
+            raise ValueError("labelled_positions_only=True needs labels to know which positions are labelled")
+        return _check_token_labels(values, batch_size, seq_length, self.config.vocab_size)
 
+
+@_serializable
 class TFXLMRobertaForSequenceClassification(TFXLMRobertaPreTrainedModel):
     """Classification or regression from the `<s>` token.
 
@@ -1101,24 +1294,34 @@ class TFXLMRobertaForSequenceClassification(TFXLMRobertaPreTrainedModel):
         )
         return self._return(output, return_dict)
 
+    def check_targets(self, values, batch_size, seq_length):
+        check_first_token(seq_length)  # the head reads the first token
+        labels, num_labels = values.get("labels"), self.num_labels
+        if labels is None:
+            return values
+        problem_type = classification_problem_type(self.config, labels.dtype.is_integer)
+        if problem_type == "single_label_classification":
+            check_label_shapes(labels, [(batch_size,), (batch_size, 1)])
+            values["labels"] = check_range(labels, num_labels, "labels", ignore_index=IGNORE_INDEX)
+        elif problem_type == "regression" and num_labels == 1:
+            check_label_shapes(labels, [(batch_size,), (batch_size, 1)])
+        else:
+            check_label_shapes(labels, [(batch_size, num_labels)])
+        return values
+
     def _loss(self, logits, labels):
-        batch_size, num_labels = logits.shape[0], self.num_labels
         # Decided per call, not written back into the config as the reference does.
         problem_type = classification_problem_type(self.config, labels.dtype.is_integer)
         if problem_type == "regression":
-            if num_labels == 1:
-                check_label_shapes(labels, [(batch_size,), (batch_size, 1)])
+            if self.num_labels == 1:
                 return _mse(tf.reshape(logits, [-1]), tf.reshape(labels, [-1]))
-            check_label_shapes(labels, [(batch_size, num_labels)])
             return _mse(logits, labels)
         if problem_type == "single_label_classification":
-            check_label_shapes(labels, [(batch_size,), (batch_size, 1)])
-            labels = check_range(labels, num_labels, "labels", ignore_index=IGNORE_INDEX)
             return _cross_entropy(logits, tf.reshape(labels, [-1]))
-        check_label_shapes(labels, [(batch_size, num_labels)])
         return _binary_cross_entropy(logits, labels)
 
 
+@_serializable
 class TFXLMRobertaForMultipleChoice(TFXLMRobertaPreTrainedModel):
     """Scores `[batch, num_choices, sequence]` inputs; logits are `[batch, num_choices]`."""
 
@@ -1149,6 +1352,32 @@ class TFXLMRobertaForMultipleChoice(TFXLMRobertaPreTrainedModel):
     ):
         values = self._gather_inputs(input_ids, dict(locals()))
         output_attentions, output_hidden_states, return_dict = self._flags(values)
+        given = values["input_ids"] if values.get("input_ids") is not None else values["inputs_embeds"]
+        batch_size, num_choices = _dim(given, 0), _dim(given, 1)
+        outputs = self._body(self._flatten_choices(values), training, output_attentions, output_hidden_states)
+        pooled = self.dropout(outputs.pooler_output, training=training)
+        logits = tf.reshape(self.classifier(pooled), [batch_size, num_choices])
+        loss = None
+        labels = values.get("labels")
+        if labels is not None:
+            loss = _cross_entropy(logits, labels)
+        output = MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return self._return(output, return_dict)
+
+    @staticmethod
+    def _flatten_choices(values: dict) -> dict:
+        """`[batch, num_choices, sequence, ...]` inputs -> `[batch * num_choices, sequence, ...]`."""
+        flat = dict(values)
+        for key in ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds"):
+            if values.get(key) is not None:
+                tensor = values[key]
+                flat[key] = tf.reshape(tensor, tf.concat([[-1], tf.shape(tensor)[2:]], axis=0))
+                flat[key].set_shape([None, *tensor.shape[2:]])
+        return flat
+
+    def check_inputs(self, values):
         input_ids, inputs_embeds = values.get("input_ids"), values.get("inputs_embeds")
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids and inputs_embeds")
@@ -1159,30 +1388,24 @@ class TFXLMRobertaForMultipleChoice(TFXLMRobertaPreTrainedModel):
         if given.shape.rank != layout.count(",") + 1:
             raise ValueError(f"{name} must be {layout}; got shape {tuple(given.shape)}")
         batch_size, num_choices, seq_length = (_dim(given, i) for i in range(3))
-
-        flat = dict(values)
         for key in ("input_ids", "attention_mask", "token_type_ids", "position_ids"):
             if values.get(key) is not None:
                 check_shape(values[key], (batch_size, num_choices, seq_length), key)
-                flat[key] = tf.reshape(values[key], [-1, seq_length])
-        if inputs_embeds is not None:
-            flat["inputs_embeds"] = tf.reshape(inputs_embeds, [-1, seq_length, inputs_embeds.shape[-1]])
-        outputs = self._body(flat, training, output_attentions, output_hidden_states)
-        pooled = self.dropout(outputs.pooler_output, training=training)
-        logits = tf.reshape(self.classifier(pooled), [batch_size, num_choices])
-        loss = None
+        # The body's checks see the choices flattened; the checked ids keep their shape.
+        checked = self.roberta.check_inputs(self._flatten_choices(values))
+        values = dict(values)
+        for key in ("input_ids", "token_type_ids", "position_ids"):
+            if values.get(key) is not None:
+                values[key] = tf.reshape(checked[key], tf.shape(values[key]))
         labels = values.get("labels")
         if labels is not None:
             check_label_shapes(labels, [(batch_size,)])
             choices = num_choices if isinstance(num_choices, int) else tf.int32.max
-            labels = check_range(labels, choices, "labels", ignore_index=IGNORE_INDEX)
-            loss = _cross_entropy(logits, labels)
-        output = MultipleChoiceModelOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
-        return self._return(output, return_dict)
+            values["labels"] = check_range(labels, choices, "labels", ignore_index=IGNORE_INDEX)
+        return values
 
 
+@_serializable
 class TFXLMRobertaForTokenClassification(TFXLMRobertaPreTrainedModel):
     """One label per token (e.g. NER); label -100 marks tokens the loss skips."""
 
@@ -1215,15 +1438,17 @@ class TFXLMRobertaForTokenClassification(TFXLMRobertaPreTrainedModel):
         loss = None
         labels = values.get("labels")
         if labels is not None:
-            check_label_shapes(labels, [tuple(logits.shape[:2])])
-            labels = check_range(labels, self.num_labels, "labels", ignore_index=IGNORE_INDEX)
             loss = _cross_entropy(logits, labels)
         output = TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
         return self._return(output, return_dict)
 
+    def check_targets(self, values, batch_size, seq_length):
+        return _check_token_labels(values, batch_size, seq_length, self.num_labels)
 
+
+@_serializable
 class TFXLMRobertaForQuestionAnswering(TFXLMRobertaPreTrainedModel):
     """Extractive QA: start and end logits per token.
 
@@ -1262,22 +1487,15 @@ class TFXLMRobertaForQuestionAnswering(TFXLMRobertaPreTrainedModel):
         values = self._gather_inputs(input_ids, dict(locals()))
         output_attentions, output_hidden_states, return_dict = self._flags(values)
         start_positions, end_positions = values.get("start_positions"), values.get("end_positions")
-        if (start_positions is None) != (end_positions is None):
-            raise ValueError("give both start_positions and end_positions, or neither")
         outputs = self._body(values, training, output_attentions, output_hidden_states)
         logits = self.qa_outputs(outputs.last_hidden_state)
         start_logits, end_logits = logits[..., 0], logits[..., 1]
         loss = None
         if start_positions is not None:
-            batch_size, seq_length = start_logits.shape[0], _dim(start_logits, 1)
+            seq_length = _dim(start_logits, 1)
             losses = []
-            for positions, position_logits, name in (
-                (start_positions, start_logits, "start_positions"),
-                (end_positions, end_logits, "end_positions"),
-            ):
-                check_label_shapes(positions, [(batch_size,), (batch_size, 1)], name)
-                check_integer(positions, name)
-                positions = tf.clip_by_value(tf.reshape(tf.cast(positions, tf.int32), [-1]), 0, seq_length)
+            for positions, position_logits in ((start_positions, start_logits), (end_positions, end_logits)):
+                positions = tf.clip_by_value(tf.reshape(positions, [-1]), 0, seq_length)
                 losses.append(_cross_entropy(position_logits, positions, ignore_index=seq_length))
             loss = (losses[0] + losses[1]) / 2
         output = QuestionAnsweringModelOutput(
@@ -1288,3 +1506,18 @@ class TFXLMRobertaForQuestionAnswering(TFXLMRobertaPreTrainedModel):
             attentions=outputs.attentions,
         )
         return self._return(output, return_dict)
+
+    def check_targets(self, values, batch_size, seq_length):
+        start_positions, end_positions = values.get("start_positions"), values.get("end_positions")
+        if (start_positions is None) != (end_positions is None):
+            raise ValueError("give both start_positions and end_positions, or neither")
+        for name in self.label_names:
+            positions = values.get(name)
+            if positions is not None:
+                check_label_shapes(positions, [(batch_size,), (batch_size, 1)], name)
+                check_integer(positions, name)
+                # Clamped to the length before the int32 cast, exactly: int64 holds every other
+                # dtype's values, uint64 is clamped in its own dtype.
+                wide = positions if positions.dtype == tf.uint64 else tf.cast(positions, tf.int64)
+                values[name] = tf.minimum(wide, tf.cast(seq_length, wide.dtype))
+        return values

@@ -36,11 +36,27 @@ class KerasTraining:
             raise ValueError(f"{type(self).__name__} takes targets {self.label_names}, got {unknown}")
         return {**features, **targets}
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras's TF trainer (3.15), under a strategy, builds the compiled loss and metrics from
+        # the replicas' first batches averaged (`strategy.reduce("MEAN", ...)`): integer ids
+        # become floats, and under MultiWorkerMirroredStrategy a dict batch fails to reduce.
+        # One replica's batch has the real shapes and dtypes (the variables exist already).
+        if self._distribute_strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator, data_batch)
+        for _, _, batches in iterator:
+            batch = next(batches)
+            break
+        local = self.distribute_strategy.experimental_local_results
+        batch = tf.nest.map_structure(
+            lambda v: local(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v, batch
+        )
+        return super()._maybe_symbolic_build(None, batch)
+
     def train_step(self, data):
-        return super().train_step(self._move_targets_into_features(data))
+        return _multi_worker_logs(super().train_step(self._move_targets_into_features(data)))
 
     def test_step(self, data):
-        return super().test_step(self._move_targets_into_features(data))
+        return _multi_worker_logs(super().test_step(self._move_targets_into_features(data)))
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -78,3 +94,14 @@ class KerasTraining:
             targets = [x[name] for name in self.label_names if name in x]
             y = None if not targets else targets[0] if len(targets) == 1 else tuple(targets)
         return super().compute_metrics(x, y, self._prediction(y_pred), sample_weight)
+
+
+def _multi_worker_logs(logs):
+    """A step's logs as Keras 3.15 can reduce them under MultiWorkerMirroredStrategy.
+
+    Keras reduces them there with `strategy.reduce("MEAN", value, axis=0)`, which fails for
+    the scalars every step returns: a leading axis of one makes that the replicas' mean, a scalar.
+    """
+    if not isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return logs
+    return tf.nest.map_structure(lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, logs)

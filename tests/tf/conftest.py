@@ -20,6 +20,15 @@ tf.get_logger().setLevel(logging.ERROR)
 
 
 HEADS = tuple(f"TFXLMRoberta{head}" for head in harness.HEADS)
+# XLMR_HEAVY=1 runs the slow per-head checks (SavedModel, .keras) for every head, not a slice.
+HEAVY = os.environ.get("XLMR_HEAVY") == "1"
+
+
+def heads_or(*default: str) -> tuple[str, ...]:
+    """Every head under XLMR_HEAVY=1, else `default` (the default run's deterministic slice)."""
+    return HEADS if HEAVY else default
+
+
 POSITION_KINDS = harness.POSITION_KINDS
 VOCAB = 99
 PAD = 1

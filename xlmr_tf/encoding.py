@@ -1,0 +1,55 @@
+"""`encode`: sentence embeddings from the Keras base model.
+
+The batching, pooling and defaults are `xlmr_core.embeddings.encode_texts`, shared by the
+three frameworks; this module only runs the encoder on each batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xlmr_core.embeddings import DEFAULT_BATCH_SIZE, SentenceTransformersSettings, encode_texts
+
+
+class EncodingMixin:
+    """`encode(texts, tokenizer, ...)` for `TFXLMRobertaModel`."""
+
+    # What the checkpoint's sentence-transformers files say (set by `from_pretrained`); None: no
+    # files. A plain frozen dataclass, which Keras does not track (it is not part of get_config).
+    sentence_transformers: SentenceTransformersSettings | None = None
+
+    def encode(
+        self,
+        texts,
+        tokenizer,
+        pooling: str | None = None,
+        normalize: bool | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_length: int | None = None,
+        show_progress_bar: bool | None = None,
+    ) -> np.ndarray:
+        """Sentence embeddings of `texts`, float32 numpy `[len(texts), hidden]` (`[hidden]` for one string).
+
+        `pooling` is "mean" (over the attention mask), "cls" or "max"; `normalize` divides each
+        embedding by its L2 norm; texts are truncated at `max_length` tokens. Unset, these follow
+        the directory's sentence-transformers files when it had them, else "mean", True and 512.
+        Texts are batched longest first and the result is in input order; `show_progress_bar`
+        (None: on a terminal, for more than a few batches) shows a tqdm bar. Dropout is off.
+        """
+
+        def token_embeddings(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+            output = self({"input_ids": input_ids, "attention_mask": attention_mask}, training=False)
+            return np.asarray(output.last_hidden_state, dtype=np.float32)
+
+        return encode_texts(
+            texts,
+            tokenizer,
+            token_embeddings,
+            self.config,
+            self.sentence_transformers,
+            pooling=pooling,
+            normalize=normalize,
+            batch_size=batch_size,
+            max_length=max_length,
+            show_progress_bar=show_progress_bar,
+        )
