@@ -27,7 +27,7 @@ from xlmr_core.architecture import HEADS, detect_heads
 
 from .convert import TOKENIZER_FILES, read_config, staged_destination
 from .errors import ConversionError, DestinationExistsError, ExportError, MissingDependencyError
-from .progress import say
+from .progress import human_bytes, say
 
 # format -> the exporter, "module:function"
 FORMATS = {
@@ -51,6 +51,32 @@ QUANTIZATIONS = ("int8",)
 WITH_OPSET = ("onnx",)
 # The dynamo ONNX exporter writes opset 18 and newer.
 MIN_OPSET = 18
+
+
+def shape_text(inputs_list: list[dict]) -> str:
+    """The shapes an artifact was checked at, e.g. `1x5, 2x9, 3x64`."""
+    return ", ".join("x".join(map(str, inputs["input_ids"].shape)) for inputs in inputs_list)
+
+
+def export_failure(tool: str, error: Exception) -> ExportError:
+    """A tool's exception as one line: the tool, the exception's type and its first line."""
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return ExportError(f"{tool} failed: {type(error).__name__}: {first_line}")
+
+
+def summary_line(
+    path: Path, size: int, tool: str, eager: str, diff: float, bound: float, inputs_list: list[dict]
+) -> str:
+    """The artifact's summary line; raises `ExportError` when it does not match the eager model."""
+    if not diff <= bound:
+        raise ExportError(
+            f"{path.name} does not match the eager model: max |diff| {diff:.2e} > {bound:.2e} "
+            f"({tool}, shapes {shape_text(inputs_list)})"
+        )
+    return (
+        f"{path}  {human_bytes(size)}  {tool} vs {eager}: max |diff| {diff:.2e} "
+        f"(bound {bound:.2e}) at {shape_text(inputs_list)}"
+    )
 
 
 def head_name(text: str) -> str:

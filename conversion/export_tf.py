@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConversionError, ExportError
+from .export import export_failure, shape_text, summary_line
 from .progress import human_bytes
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ start-up lines are not the CLI's output
@@ -79,10 +80,6 @@ def check_inputs(model) -> list[dict[str, np.ndarray]]:
     return [example_inputs(model, batch, length) for batch, length in CHECK_SHAPES]
 
 
-def shape_text(inputs_list: list[dict]) -> str:
-    return ", ".join("x".join(map(str, inputs["input_ids"].shape)) for inputs in inputs_list)
-
-
 def eager_outputs(model, inputs: dict) -> dict[str, np.ndarray]:
     return {name: np.asarray(value) for name, value in model.serve(inputs).items()}
 
@@ -128,30 +125,12 @@ def tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def check_line(path: Path, tool: str, diff: float, bound: float, inputs_list: list[dict]) -> str:
-    """The summary line; raises `ExportError` when the artifact does not match eager."""
-    if not diff <= bound:
-        raise ExportError(
-            f"{path.name} does not match the eager model: max |diff| {diff:.2e} > {bound:.2e} "
-            f"({tool}, shapes {shape_text(inputs_list)})"
-        )
-    return (
-        f"{path}  {human_bytes(tree_size(path))}  {tool} vs TF eager: max |diff| {diff:.2e} "
-        f"(bound {bound:.2e}) at {shape_text(inputs_list)}"
-    )
-
-
 @contextlib.contextmanager
 def exporter_noise():
     """Keep the tools' prints off stdout (the summary lines' place) and their warnings quiet."""
     with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("ignore")
         yield
-
-
-def _failure(tool: str, error: Exception) -> ExportError:
-    first_line = (str(error).strip().splitlines() or [""])[0]
-    return ExportError(f"{tool} failed: {type(error).__name__}: {first_line}")
 
 
 def _no_options(fmt: str, quantize: str | None, opset: int | None) -> None:
@@ -166,7 +145,7 @@ def _write_saved_model(model, directory: Path) -> None:
         with exporter_noise():
             model.export(str(directory), verbose=False)
     except Exception as error:  # the tool's own failure, as one line
-        raise _failure("model.export", error) from None
+        raise export_failure("model.export", error) from None
 
 
 # ----------------------------------------------------------------------------- SavedModel
@@ -189,7 +168,7 @@ def export_saved_model(
     path = out / "saved_model"
     _write_saved_model(model, path)
     diff, bound = agreement(saved_model_runner(path), want, inputs_list, SAVED_MODEL_TOLERANCE)
-    return [check_line(path, "tf.saved_model.load", diff, bound, inputs_list)]
+    return [summary_line(path, tree_size(path), "tf.saved_model.load", "TF eager", diff, bound, inputs_list)]
 
 
 # ----------------------------------------------------------------------------- TFLite
@@ -205,7 +184,7 @@ def convert_tflite(saved_model: Path, quantize: str | None) -> bytes:
         with exporter_noise():
             return converter.convert()
     except Exception as error:
-        raise _failure("TFLiteConverter", error) from None
+        raise export_failure("TFLiteConverter", error) from None
 
 
 def tflite_runner(path: Path):
@@ -234,7 +213,7 @@ def export_tflite(
             quantized.write_bytes(convert_tflite(saved_model, "int8"))
     run = tflite_runner(path)
     diff, bound = agreement(run, want, inputs_list, TFLITE_TOLERANCE)
-    lines = [check_line(path, "tf.lite.Interpreter", diff, bound, inputs_list)]
+    lines = [summary_line(path, tree_size(path), "tf.lite.Interpreter", "TF eager", diff, bound, inputs_list)]
     if quantized is not None:
         # int8 weights change the numbers: reported against float32, not held to a bound.
         run_int8 = tflite_runner(quantized)

@@ -30,6 +30,7 @@ import xlmr_torch
 from xlmr_core import XLMRobertaConfig
 
 from .errors import ConversionError, ExportError, MissingDependencyError
+from .export import export_failure, shape_text, summary_line
 from .progress import human_bytes
 
 # Agreement bound of the exported artifact with eager (DESIGN.md): tolerance x max(1, max |output|).
@@ -112,10 +113,6 @@ def check_shapes(config: XLMRobertaConfig, head: str) -> list[dict]:
     return [example_inputs(config, head, batch, length) for batch, length in CHECK_SHAPES]
 
 
-def shape_text(inputs_list: list[dict]) -> str:
-    return ", ".join("x".join(map(str, inputs["input_ids"].shape)) for inputs in inputs_list)
-
-
 def agreement(run, serving: ServingModule, inputs_list: list[dict]) -> tuple[float, float]:
     """`(max |diff|, its bound)` of the output closest to its bound, over every shape and field.
 
@@ -156,19 +153,6 @@ def file_size(*paths: Path) -> int:
     return sum(path.stat().st_size for path in paths if path.exists())
 
 
-def check_line(path: Path, size: int, tool: str, diff: float, bound: float, inputs_list: list[dict]) -> str:
-    """The summary line; raises `ExportError` when the artifact does not match eager."""
-    if not diff <= bound:
-        raise ExportError(
-            f"{path.name} does not match the eager model: max |diff| {diff:.2e} > {bound:.2e} "
-            f"({tool}, shapes {shape_text(inputs_list)})"
-        )
-    return (
-        f"{path}  {human_bytes(size)}  {tool} vs torch eager: max |diff| {diff:.2e} "
-        f"(bound {bound:.2e}) at {shape_text(inputs_list)}"
-    )
-
-
 @contextlib.contextmanager
 def exporter_noise():
     """Keep the exporters' prints off stdout (the summary lines' place) and their warnings quiet."""
@@ -180,11 +164,6 @@ def exporter_noise():
             yield
         finally:
             logging.disable(logging.NOTSET)
-
-
-def _failure(tool: str, error: Exception) -> ExportError:
-    first_line = (str(error).strip().splitlines() or [""])[0]
-    return ExportError(f"{tool} failed: {type(error).__name__}: {first_line}")
 
 
 def _prepare(source: Path, head: str):
@@ -242,7 +221,7 @@ def export_onnx(source: Path, out: Path, *, head: str, quantize: str | None, ops
             )
             program.save(path, external_data=weights > ONNX_EXTERNAL_DATA_BYTES)
     except (RuntimeError, ValueError, TypeError, NotImplementedError) as error:
-        raise _failure("the dynamo ONNX exporter", error) from None
+        raise export_failure("the dynamo ONNX exporter", error) from None
 
     def session_runner(model_path: Path):
         options = onnxruntime.SessionOptions()
@@ -252,21 +231,23 @@ def export_onnx(source: Path, out: Path, *, head: str, quantize: str | None, ops
                 str(model_path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as error:  # onnxruntime raises its own, not builtin, exceptions
-            raise _failure(f"onnxruntime loading {model_path.name}", error) from None
+            raise export_failure(f"onnxruntime loading {model_path.name}", error) from None
 
         def run(inputs):
             feeds = {name: value.numpy() for name, value in inputs.items()}
             try:
                 return dict(zip(names, session.run(names, feeds)))
             except Exception as error:
-                raise _failure(f"onnxruntime running {model_path.name}", error) from None
+                raise export_failure(f"onnxruntime running {model_path.name}", error) from None
 
         return run
 
     run = session_runner(path)
     diff, bound = agreement(run, serving, inputs_list)
     data = path.with_name(path.name + ".data")
-    lines = [check_line(path, file_size(path, data), "onnxruntime", diff, bound, inputs_list)]
+    lines = [
+        summary_line(path, file_size(path, data), "onnxruntime", "torch eager", diff, bound, inputs_list)
+    ]
     if quantize == "int8":
         quantized = out / "model_quantized.onnx"
         try:
@@ -278,7 +259,7 @@ def export_onnx(source: Path, out: Path, *, head: str, quantize: str | None, ops
                     use_external_data_format=weights // 4 > ONNX_EXTERNAL_DATA_BYTES,
                 )
         except Exception as error:  # onnxruntime raises plain Exceptions
-            raise _failure("onnxruntime dynamic quantization", error) from None
+            raise export_failure("onnxruntime dynamic quantization", error) from None
         run_int8 = session_runner(quantized)
         diff8, _ = agreement(run_int8, serving, inputs_list)
         top1 = top1_agreement(run_int8, serving, inputs_list)
@@ -308,14 +289,14 @@ def export_torch_export(
             torch.export.save(program, path)
             loaded = torch.export.load(path).module()
     except (RuntimeError, ValueError, TypeError, NotImplementedError) as error:
-        raise _failure("torch.export", error) from None
+        raise export_failure("torch.export", error) from None
 
     def run(inputs):
         with torch.no_grad():
             return {name: value.numpy() for name, value in loaded(**inputs).items()}
 
     diff, bound = agreement(run, serving, inputs_list)
-    return [check_line(path, file_size(path), "torch.export.load", diff, bound, inputs_list)]
+    return [summary_line(path, file_size(path), "torch.export.load", "torch eager", diff, bound, inputs_list)]
 
 
 # ----------------------------------------------------------------------------- TorchScript
@@ -335,11 +316,11 @@ def export_torchscript(
             path.write_bytes(buffer.getvalue())
             loaded = torch.jit.load(path)
     except (RuntimeError, ValueError, TypeError) as error:
-        raise _failure("torch.jit.trace", error) from None
+        raise export_failure("torch.jit.trace", error) from None
 
     def run(inputs):
         with torch.no_grad():
             return {name: value.numpy() for name, value in loaded(**inputs).items()}
 
     diff, bound = agreement(run, serving, inputs_list)
-    return [check_line(path, file_size(path), "torch.jit.load", diff, bound, inputs_list)]
+    return [summary_line(path, file_size(path), "torch.jit.load", "torch eager", diff, bound, inputs_list)]
