@@ -1,0 +1,95 @@
+"""Unpadded execution: the contract every framework's `unpadded=True` follows, written once.
+
+A padded batch `[batch, seq]` with an attention mask is run on its real tokens only:
+
+- the flat row-major positions where the mask is 1 are gathered into a packed
+  `[tokens, hidden]` sequence; embeddings, every dense layer, LayerNorm and the
+  feed-forward run on it (position and token-type ids are gathered from the padded
+  layout, so the numbers are the padded path's);
+- attention runs per sequence, each sequence attending to its own real tokens only;
+- the outputs come back in the padded layout, with **zeros at padded positions**
+  (hidden states, and the logits of token-level heads); the pooler and the
+  sentence-level heads read `<s>` as before;
+- token-level losses leave out padded positions, as if their labels were `IGNORE_INDEX`.
+
+Where the whole shape must be static (JAX under `jit`, TF under XLA), the packed length is
+a *token budget*: the real-token count rounded up to a bucket from `token_budget`, so one
+program is compiled per bucket rather than per count, and the unused tail of the budget is
+filler that no real token attends to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# The smallest bucket; below it the saving is not worth a compilation.
+MIN_TOKEN_BUDGET = 64
+# Buckets have this many significant bits, so a budget wastes at most 1 / 2**(bits - 1) of itself.
+BUDGET_SIGNIFICANT_BITS = 4
+
+# What a user can ask for alongside `unpadded=True`, and cannot have: each needs the
+# padded `[batch, seq]` layout inside the encoder.
+UNPADDED_CONFLICTS = (
+    "past_key_values",
+    "use_cache",
+    "encoder_hidden_states",
+    "output_attentions",
+    "head_mask",
+)
+
+
+def token_budget(real_tokens: int, capacity: int) -> int:
+    """The packed length for `real_tokens` real tokens out of `capacity` (= batch × seq).
+
+    The smallest number ≥ `real_tokens` with at most `BUDGET_SIGNIFICANT_BITS` significant
+    bits and at least `MIN_TOKEN_BUDGET`, capped at `capacity`: about 8 buckets per doubling,
+    each at most 12.5 % larger than what it holds.
+    """
+    real_tokens, capacity = int(real_tokens), int(capacity)
+    if real_tokens < 0 or capacity < 0 or real_tokens > capacity:
+        raise ValueError(f"token_budget: {real_tokens} real tokens do not fit a capacity of {capacity}")
+    if real_tokens <= MIN_TOKEN_BUDGET:
+        return min(MIN_TOKEN_BUDGET, capacity)
+    step = 1 << max(real_tokens.bit_length() - BUDGET_SIGNIFICANT_BITS, 0)
+    return min(-(-real_tokens // step) * step, capacity)
+
+
+def padding_fraction(attention_mask) -> float:
+    """The share of a padded batch's positions that are padding (mask 0)."""
+    mask = np.asarray(attention_mask)
+    return 0.0 if mask.size == 0 else float(1.0 - np.count_nonzero(mask) / mask.size)
+
+
+def conflict_message(option: str) -> str:
+    """The text of the `ValueError` for an option that does not combine with `unpadded=True`."""
+    return (
+        f"unpadded=True does not combine with {option}: it needs the padded [batch, seq] layout "
+        "inside the encoder; call without unpadded=True"
+    )
+
+
+def check_unpadded_options(**options) -> None:
+    """Raise `ValueError` naming the first of `UNPADDED_CONFLICTS` that is set (not None/False)."""
+    for name in UNPADDED_CONFLICTS:
+        value = options.get(name)
+        if value is not None and value is not False:
+            raise ValueError(conflict_message(name))
+
+
+def check_contiguous_rows(attention_mask) -> None:
+    """Raise `ValueError` unless each row's real tokens are one run (right or left padding).
+
+    Per-sequence attention over packed tokens equals padded attention only when no padding
+    sits between two real tokens of a row (relative positions would otherwise differ).
+    Works on a concrete numpy mask; traced masks are the framework's to check or trust.
+    """
+    mask = np.asarray(attention_mask).astype(bool)
+    if mask.ndim != 2 or mask.shape[1] == 0:
+        return
+    starts = np.count_nonzero(mask[:, 1:] & ~mask[:, :-1], axis=1) + mask[:, 0]
+    bad = np.flatnonzero(starts > 1)
+    if bad.size:
+        raise ValueError(
+            f"unpadded=True needs each row of attention_mask to be one run of 1s (right or left "
+            f"padding); row {int(bad[0])} has padding between real tokens"
+        )
