@@ -17,9 +17,9 @@ def _to_numpy(value):
     return array.astype(np.float64) if np.issubdtype(array.dtype, np.floating) else array
 
 
-def _loss_fn(model, inputs):
+def _loss_fn(model, inputs, **options):
     def loss(params):
-        return model(**inputs, params=params, return_dict=True).loss
+        return model(**inputs, **options, params=params, return_dict=True).loss
 
     return loss
 
@@ -52,8 +52,8 @@ class Adapter:
         out = model(**inputs, **options, return_dict=True)
         return {k: _to_numpy(v) for k, v in out.items()}
 
-    def loss_and_grads(self, model, inputs):
-        loss, grads = jax.value_and_grad(_loss_fn(model, inputs))(model.params)
+    def loss_and_grads(self, model, inputs, **options):
+        loss, grads = jax.value_and_grad(_loss_fn(model, inputs, **options))(model.params)
         unused = _unused_by_config(model)
         grads = {k: v.astype(np.float64) for k, v in _canonical(model, grads).items() if k not in unused}
         return float(loss), grads

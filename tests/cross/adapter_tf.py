@@ -56,10 +56,10 @@ class Adapter:
         out = model(_arguments(inputs, tensors), training=False, return_dict=True, **flags)
         return {key: _to_numpy(value) for key, value in out.items()}
 
-    def loss_and_grads(self, model, inputs):
+    def loss_and_grads(self, model, inputs, **options):
         variables = model.trainable_variables
-        with tf.GradientTape() as tape:
-            loss = model(_arguments(inputs), training=False, return_dict=True).loss  # dropout off
+        with tf.GradientTape() as tape:  # dropout off; options are flags (keywords)
+            loss = model(_arguments(inputs), training=False, return_dict=True, **options).loss
         grads = tape.gradient(loss, variables)
         # Embedding gradients arrive as IndexedSlices; densify them.
         pairs = [(v, tf.convert_to_tensor(g)) for v, g in zip(variables, grads) if g is not None]

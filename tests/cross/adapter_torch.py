@@ -41,10 +41,10 @@ class Adapter:
             out = model(**{k: _to_torch(v) for k, v in {**inputs, **options}.items()}, return_dict=True)
         return {k: _to_numpy(v) for k, v in out.items()}
 
-    def loss_and_grads(self, model, inputs):
+    def loss_and_grads(self, model, inputs, **options):
         model.eval()  # dropout off, gradients still flow
         model.zero_grad()
-        loss = model(**{k: _to_torch(v) for k, v in inputs.items()}, return_dict=True).loss
+        loss = model(**{k: _to_torch(v) for k, v in inputs.items()}, **options, return_dict=True).loss
         loss.backward()
         grads = {name: _to_numpy(p.grad) for name, p in model.named_parameters() if p.grad is not None}
         return float(loss.detach()), grads

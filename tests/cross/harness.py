@@ -17,8 +17,9 @@ Adapter protocol (every method takes/returns numpy; `head` is one of `HEADS`):
                  [batch, heads, seq, head_dim]), labels / start_positions / end_positions,
                  encoder_hidden_states, encoder_attention_mask.
         returns {field: array or tuple of arrays (or tuple of tuples)}; dropout off.
-    loss_and_grads(model, inputs) -> (float loss, {canonical name: gradient array})
-        inputs carry the labels; gradients in canonical names and canonical layout.
+    loss_and_grads(model, inputs, **options) -> (float loss, {canonical name: gradient array})
+        inputs carry the labels; gradients in canonical names and canonical layout;
+        options are call flags (e.g. unpadded=True).
     sgd_step(model, inputs, learning_rate) -> {canonical name: weight array after one step}
 """
 
