@@ -29,6 +29,7 @@ class EncodingMixin:
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_length: int | None = None,
         show_progress_bar: bool | None = None,
+        unpadded: bool = True,
     ) -> np.ndarray:
         """Sentence embeddings of `texts`, float32 numpy `[len(texts), hidden]` (`[hidden]` for one string).
 
@@ -37,7 +38,8 @@ class EncodingMixin:
         the directory's sentence-transformers files when it had them, else "mean", True and 512.
         Texts are batched longest first and the result is in input order; `show_progress_bar`
         (None: on a terminal, for more than a few batches) shows a tqdm bar. Runs in eval mode,
-        without gradients, on the model's device.
+        without gradients, on the model's device. `unpadded` (default True) runs each batch on
+        its real tokens only (`forward(unpadded=True)`): the same embeddings, less work.
         """
         parameter = next(self.parameters())
         modes = {module: module.training for module in self.modules()}  # restored as they were
@@ -48,6 +50,7 @@ class EncodingMixin:
                 input_ids=torch.from_numpy(input_ids).to(parameter.device),
                 attention_mask=torch.from_numpy(attention_mask).to(parameter.device),
                 return_dict=True,
+                unpadded=unpadded,
             )
             return to_numpy(output.last_hidden_state).astype(np.float32)
 

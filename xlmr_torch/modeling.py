@@ -12,6 +12,16 @@ what the previous call returned, together with an `attention_mask` that covers t
 past and the new tokens when there is padding. The encoder side is computed once and
 reused; `encoder_hidden_states` must still be passed for cross-attention to run.
 
+Unpadded execution (`unpadded=True` on every model, the contract of `xlmr_core.unpadding`):
+with padding in `attention_mask`, the embeddings, every dense layer, LayerNorm, the
+feed-forward and the token-level heads run on the real tokens packed as `[tokens, hidden]`,
+and attention runs per sequence (one fused SDPA call each). Outputs come back in the padded
+layout with zeros at padded positions; token-level losses leave padded positions out (the
+causal LM also leaves out the prediction made from a padded position; question answering
+keeps padded positions out of the softmax and treats an answer there as ignored); the
+pooler and sentence-level heads read position 0 as before (zeros for a left-padded row).
+Tracers see the padded path. Mask rows must be one run of 1s (right or left padding).
+
 Where we deliberately differ from the reference:
 - relative position kinds place the new queries after the cached ones, so a cached call
   with several new tokens (or a first call that merely creates a cache) gives the same
@@ -25,9 +35,11 @@ Where we deliberately differ from the reference:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +62,7 @@ from xlmr_core.modeling_utils import (
     check_integer_dtype,
     classification_problem_type,
 )
+from xlmr_core.unpadding import check_contiguous_rows, check_unpadded_options
 
 from . import outputs as _outputs  # noqa: F401 - registers the output classes as torch pytrees
 from .checkpoint_io import CheckpointIO
@@ -123,6 +136,109 @@ class XLMRobertaEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(embeddings))
 
 
+# ----------------------------------------------------------------------------- unpadded execution
+
+
+def unpads(unpadded: bool, attention_mask) -> bool:
+    """Whether a call with `unpadded=True` really packs: eager, with a mask that hides something.
+
+    A tracer (`torch.export`, `torch.compile`, ONNX, `jit.trace`) sees no mask values, so it
+    runs the padded path: correct for every mask, only without the saving.
+    """
+    return bool(unpadded) and attention_mask is not None and not tracing() and not bool(attention_mask.all())
+
+
+class PackedBatch:
+    """The real tokens of a padded `[batch, seq]` batch, packed row-major (`xlmr_core.unpadding`).
+
+    Row `i` of the batch is rows `starts[i] : starts[i] + lengths[i]` of a packed tensor; rows
+    from `real_tokens` up to `length` are filler (zeros in, dropped out) that no real token
+    attends to, there only when a `token_budget` asks for a fixed packed length.
+    """
+
+    def __init__(self, attention_mask: torch.Tensor, length: int | None = None, causal: bool = False):
+        self.batch_size, self.seq_length = attention_mask.shape
+        keep = attention_mask != 0
+        self.keep = keep.reshape(-1)
+        self.indices = self.keep.nonzero().squeeze(-1)
+        # Python ints: the per-sequence attention loop slices with them (one host sync per call).
+        self.lengths = keep.sum(dim=1).tolist()
+        self.starts = [0]
+        for n in self.lengths[:-1]:
+            self.starts.append(self.starts[-1] + n)
+        self.real_tokens = sum(self.lengths)
+        self.length = self.real_tokens if length is None else length
+        self.causal = causal
+
+    def pack(self, x: torch.Tensor | None) -> torch.Tensor | None:
+        """`[batch, seq, ...]` -> `[length, ...]`: the real positions, then zero filler."""
+        if x is None:
+            return None
+        if x.shape[0] != self.batch_size:  # position ids given as [1, seq]
+            x = x.expand(self.batch_size, *x.shape[1:])
+        packed = x.reshape(self.batch_size * self.seq_length, *x.shape[2:]).index_select(0, self.indices)
+        filler = self.length - self.real_tokens
+        if filler:
+            packed = torch.cat([packed, packed.new_zeros(filler, *packed.shape[1:])])
+        return packed
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """`[length, ...]` -> `[batch, seq, ...]` with zeros at padded positions (filler dropped)."""
+        real = x[: self.real_tokens]
+        flat = real.new_zeros(self.batch_size * self.seq_length, *x.shape[1:])
+        return flat.index_copy(0, self.indices, real).view(self.batch_size, self.seq_length, *x.shape[1:])
+
+    def segments(self):
+        """`(start, length)` of every non-empty sequence in the packed rows."""
+        return [(start, n) for start, n in zip(self.starts, self.lengths) if n]
+
+    def padding_to_ignore(self, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
+        """`labels` (`[batch, seq]` or flat) with `ignore_index` at padded positions."""
+        return labels.masked_fill(~self.keep.to(labels.device).view(labels.shape), ignore_index)
+
+
+def head_packing(unpadded: bool, attention_mask, device) -> PackedBatch | None:
+    """The packing a head's `unpadded=True` call ran with (None: the padded path ran)."""
+    return PackedBatch(attention_mask.to(device)) if unpads(unpadded, attention_mask) else None
+
+
+def token_head(head: nn.Module, sequence_output: torch.Tensor, packing: PackedBatch | None):
+    """A token-level head on every position or, unpadded, on the real tokens only (zeros elsewhere)."""
+    if packing is None:
+        return head(sequence_output)
+    return packing.unpack(head(packing.pack(sequence_output)))
+
+
+def plan_unpadded(
+    config: XLMRobertaConfig, attention_mask, batch_size: int, seq_length: int, token_budget
+) -> PackedBatch:
+    """The packing of a call that `unpads`: checks the mask's layout and the budget."""
+    check_shape(attention_mask, (batch_size, seq_length), "attention_mask")
+    check_contiguous_rows(attention_mask.detach().cpu().numpy())
+    packing = PackedBatch(attention_mask, causal=config.is_decoder)
+    if token_budget is not None:
+        token_budget = int(token_budget)
+        if token_budget < packing.real_tokens:
+            raise ValueError(
+                f"token_budget={token_budget} is smaller than the batch's {packing.real_tokens} real tokens"
+            )
+        # More than the padded batch holds saves nothing: capped, as `xlmr_core.unpadding.token_budget` does.
+        packing.length = min(token_budget, batch_size * seq_length)
+    return packing
+
+
+def check_unpadded_arguments(unpadded, token_budget) -> None:
+    """`unpadded` is a bool; `token_budget` is None or a positive int, and needs `unpadded=True`."""
+    if not isinstance(unpadded, bool):
+        raise TypeError(f"unpadded must be True or False, got {type(unpadded).__name__}")
+    if token_budget is None:
+        return
+    if isinstance(token_budget, bool) or not isinstance(token_budget, numbers.Integral) or token_budget < 1:
+        raise ValueError(f"token_budget must be a positive integer or None, got {token_budget!r}"[:300])
+    if not unpadded:
+        raise ValueError("token_budget is the packed length of unpadded=True; pass unpadded=True with it")
+
+
 # ----------------------------------------------------------------------------- attention
 
 
@@ -180,7 +296,10 @@ class XLMRobertaSelfAttention(nn.Module):
         encoder_hidden_states=None,
         past_key_value=None,
         output_attentions=False,
+        packing=None,
     ):
+        if packing is not None:
+            return self.packed_attention(hidden_states, packing), None, None
         batch_size, length, _ = hidden_states.shape
         query = self.split_heads(self.query(hidden_states))
         if encoder_hidden_states is not None and past_key_value is not None:
@@ -217,6 +336,39 @@ class XLMRobertaSelfAttention(nn.Module):
         context = context.transpose(1, 2).reshape(batch_size, length, self.num_heads * self.head_dim)
         return context, probs, (key, value)
 
+    def packed_attention(self, hidden_states: torch.Tensor, packing: PackedBatch) -> torch.Tensor:
+        """Self-attention over packed `[tokens, hidden]` rows, each sequence attending to itself only.
+
+        One fused SDPA call per sequence on its `[1, heads, L_i, head_dim]` slice: the cost is
+        sum(L_i^2), and on CPU this loop measured faster than re-padding q/k/v to the batch's
+        longest row for one SDPA call, and far faster than jagged nested tensors (math fallback).
+        """
+        tokens = hidden_states.shape[0]
+        query, key, value = (
+            projection(hidden_states).view(tokens, self.num_heads, self.head_dim)
+            for projection in (self.query, self.key, self.value)
+        )
+        dropout_p = self.dropout.p if self.training else 0.0
+        contexts = []
+        for start, length in packing.segments():
+            # [L, heads, head_dim] -> [1, heads, L, head_dim]: the padded path's strides.
+            q, k, v = (x[start : start + length].transpose(0, 1)[None] for x in (query, key, value))
+            bias = None
+            if self.position_embedding_type != "absolute":
+                bias = self.relative_position_bias(q, k)
+                if packing.causal:
+                    future = torch.ones(length, length, dtype=torch.bool, device=q.device).triu(1)
+                    bias = bias.masked_fill(future, torch.finfo(bias.dtype).min)
+            causal = packing.causal and bias is None and length > 1
+            context = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, dropout_p=dropout_p, is_causal=causal
+            )
+            contexts.append(context[0].transpose(0, 1).reshape(length, -1))
+        filler = tokens - packing.real_tokens
+        if filler:  # filler rows attend to nothing: zero context
+            contexts.append(hidden_states.new_zeros(filler, hidden_states.shape[1]))
+        return torch.cat(contexts)
+
 
 class XLMRobertaSelfOutput(nn.Module):
     def __init__(self, config: XLMRobertaConfig):
@@ -243,9 +395,16 @@ class XLMRobertaAttention(nn.Module):
         encoder_hidden_states,
         past_key_value,
         output_attentions,
+        packing=None,
     ):
         context, probs, key_value = self.self(
-            hidden_states, attention_bias, head_mask, encoder_hidden_states, past_key_value, output_attentions
+            hidden_states,
+            attention_bias,
+            head_mask,
+            encoder_hidden_states,
+            past_key_value,
+            output_attentions,
+            packing,
         )
         return self.output(context, hidden_states), probs, key_value
 
@@ -293,11 +452,12 @@ class XLMRobertaLayer(nn.Module):
         encoder_attention_bias,
         past_key_value,
         output_attentions,
+        packing=None,
     ):
         self_past = past_key_value[:2] if past_key_value is not None else None
         cross_past = past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
         hidden_states, self_probs, present = self.attention(
-            hidden_states, attention_bias, head_mask, None, self_past, output_attentions
+            hidden_states, attention_bias, head_mask, None, self_past, output_attentions, packing
         )
         cross_probs = None
         if encoder_hidden_states is not None:
@@ -334,7 +494,9 @@ class XLMRobertaEncoder(nn.Module):
         use_cache,
         output_attentions,
         output_hidden_states,
+        packing=None,
     ):
+        """`packing` given: `hidden_states` are the packed `[tokens, hidden]` rows (unpadded=True)."""
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         all_cross_attentions = () if output_attentions and encoder_hidden_states is not None else None
@@ -348,6 +510,7 @@ class XLMRobertaEncoder(nn.Module):
                 encoder_attention_bias,
                 None if past_key_values is None else past_key_values[i],
                 output_attentions,
+                packing,
             )
             if self.gradient_checkpointing and self.training:
                 hidden_states, probs, cross_probs, present = torch.utils.checkpoint.checkpoint(
@@ -396,6 +559,35 @@ class XLMRobertaLMHead(nn.Module):
 
     def forward(self, features):
         return self.decoder(self.layer_norm(F.gelu(self.dense(features))))
+
+    @contextlib.contextmanager
+    def sparse_tied_lookup(self, embedding: nn.Embedding):
+        """Inside it, a lookup in `embedding` gives its gradient as sparse rows when `decoder`
+        shares that matrix (eager, gradients on).
+
+        The head's own gradient of the shared matrix is dense, and autograd sums the two into
+        one dense `.grad` (the same values to float32 rounding), so the lookup's dense
+        `[vocab, hidden]` zeros and one full-size add are not materialised: at
+        xlm-roberta-base size, 192M elements written twice less per step. Only a loss that
+        never reaches this head's output would leave the matrix with a sparse gradient.
+        """
+        weight = embedding.weight
+        use = (
+            self.decoder.weight is weight
+            and not embedding.sparse
+            and weight.requires_grad
+            and torch.is_grad_enabled()
+            and not tracing()
+            and type(weight.data) is torch.Tensor  # not a DTensor (FSDP2 shards)
+        )
+        if not use:
+            yield
+            return
+        embedding.sparse = True
+        try:
+            yield
+        finally:
+            embedding.sparse = False
 
 
 class XLMRobertaClassificationHead(nn.Module):
@@ -548,18 +740,41 @@ class XLMRobertaModel(EncodingMixin, XLMRobertaPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        unpadded: bool = False,
+        token_budget: int | None = None,
     ):
+        """`unpadded=True`: run on the real tokens only (`xlmr_core.unpadding`; see `PackedBatch`).
+
+        Padded positions of `last_hidden_state` / `hidden_states` come back as zeros; the pooler
+        reads position 0 as before. `token_budget` (optional) fixes the packed length; without it
+        the packed length is the exact real-token count, since eager torch has no compiled program
+        to reuse. Under a tracer, or without padding in the mask, this is the padded path.
+        """
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = (
             config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
+        check_unpadded_arguments(unpadded, token_budget)
+        if unpadded:
+            # `use_cache` as the caller set it: a decoder config's default use_cache=True is not a request.
+            check_unpadded_options(
+                past_key_values=past_key_values,
+                use_cache=use_cache,
+                encoder_hidden_states=encoder_hidden_states,
+                output_attentions=output_attentions,
+                head_mask=head_mask,
+            )
 
         input_ids, (batch_size, seq_length) = self._check_token_inputs(input_ids, inputs_embeds)
         device = (input_ids if input_ids is not None else inputs_embeds).device
         past_length = self._check_past(past_key_values, batch_size)
         check_length(config, past_length, seq_length)
+        packing = None
+        if unpads(unpadded, attention_mask):
+            packing = plan_unpadded(config, attention_mask.to(device), batch_size, seq_length, token_budget)
         use_cache = config.is_decoder and (config.use_cache if use_cache is None else use_cache)
+        use_cache = use_cache and packing is None
         if use_cache and self.encoder.gradient_checkpointing and self.training:
             logger.warning("use_cache=True does not combine with gradient checkpointing; not caching")
             use_cache = False
@@ -587,9 +802,18 @@ class XLMRobertaModel(EncodingMixin, XLMRobertaPreTrainedModel):
             else:  # unused by the relative kinds, but float ids are still the wrong input
                 check_integer_dtype("position_ids", dtype_name(position_ids.dtype))
 
-        embedding_output = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
-        dtype = embedding_output.dtype
-        attention_bias = self._self_attention_bias(attention_mask, batch_size, seq_length, past_length, dtype)
+        if packing is None:
+            embedding_output = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+            dtype = embedding_output.dtype
+            attention_bias = self._self_attention_bias(
+                attention_mask, batch_size, seq_length, past_length, dtype
+            )
+        else:  # ids and positions gathered from the padded layout: the padded path's numbers
+            embedding_output = self.embeddings(
+                *(packing.pack(x) for x in (input_ids, token_type_ids, position_ids, inputs_embeds))
+            )
+            dtype = embedding_output.dtype
+            attention_bias = None  # each sequence attends to itself only: no mask to build
         encoder_attention_bias = self._cross_attention_bias(
             encoder_hidden_states, encoder_attention_mask, batch_size, dtype
         )
@@ -603,7 +827,12 @@ class XLMRobertaModel(EncodingMixin, XLMRobertaPreTrainedModel):
             use_cache,
             output_attentions,
             output_hidden_states,
+            packing,
         )
+        if packing is not None:
+            hidden_states = packing.unpack(hidden_states)
+            if all_hidden_states is not None:
+                all_hidden_states = tuple(packing.unpack(h) for h in all_hidden_states)
         output = BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=hidden_states,
             pooler_output=self.pooler(hidden_states) if self.pooler is not None else None,
@@ -751,6 +980,8 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        unpadded: bool = False,
+        token_budget: int | None = None,
     ):
         if labels is not None:
             use_cache = False
@@ -768,16 +999,24 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            unpadded=unpadded,
+            token_budget=token_budget,
         )
-        logits = self.lm_head(outputs.last_hidden_state)
+        sequence_output = outputs.last_hidden_state
+        packing = head_packing(unpadded, attention_mask, sequence_output.device)
+        logits = token_head(self.lm_head, sequence_output, packing)
         loss = None
         if labels is not None:
             check_label_shapes(labels, [logits.shape[:2]])
             labels = as_labels(labels, self.config.vocab_size, "labels", IGNORE_INDEX)
             # Position t predicts token t + 1.
+            targets = labels[:, 1:].to(logits.device)
+            if packing is not None:  # unpadded: no prediction from or of a padded position
+                keep = packing.keep.view(logits.shape[:2])
+                targets = targets.masked_fill(~(keep[:, :-1] & keep[:, 1:]), IGNORE_INDEX)
             loss = F.cross_entropy(
                 logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                labels[:, 1:].reshape(-1).to(logits.device),
+                targets.reshape(-1),
                 ignore_index=IGNORE_INDEX,
             )
         output = CausalLMOutputWithCrossAttentions(
@@ -822,29 +1061,38 @@ class XLMRobertaForMaskedLM(XLMRobertaPreTrainedModel):
         output_hidden_states=None,
         return_dict=None,
         labelled_positions_only: bool = False,
+        unpadded: bool = False,
+        token_budget: int | None = None,
     ):
         if labelled_positions_only and labels is None:
             raise ValueError("labelled_positions_only=True needs labels to know which positions are labelled")
-        outputs = self.roberta(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            head_mask=head_mask,
-            inputs_embeds=inputs_embeds,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask,
-            use_cache=False,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
+        # The head's dense gradient of the tied matrix absorbs the lookup's rows (see there).
+        with self.lm_head.sparse_tied_lookup(self.roberta.embeddings.word_embeddings):
+            outputs = self.roberta(
+                input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                position_ids=position_ids,
+                head_mask=head_mask,
+                inputs_embeds=inputs_embeds,
+                encoder_hidden_states=encoder_hidden_states,
+                encoder_attention_mask=encoder_attention_mask,
+                use_cache=False,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+                unpadded=unpadded,
+                token_budget=token_budget,
+            )
         sequence_output = outputs.last_hidden_state
+        packing = head_packing(unpadded, attention_mask, sequence_output.device)
         loss = masked_positions = None
         if labels is not None:
             check_label_shapes(labels, [sequence_output.shape[:2]])
             labels = as_labels(labels, self.config.vocab_size, "labels", IGNORE_INDEX)
             flat_labels = labels.reshape(-1).to(sequence_output.device)
+            if packing is not None:  # unpadded: padded positions are not predicted
+                flat_labels = packing.padding_to_ignore(flat_labels, IGNORE_INDEX)
         if labelled_positions_only:
             masked_positions = (flat_labels != IGNORE_INDEX).nonzero().squeeze(-1)
             features = sequence_output.reshape(-1, sequence_output.shape[-1]).index_select(
@@ -853,7 +1101,7 @@ class XLMRobertaForMaskedLM(XLMRobertaPreTrainedModel):
             logits = self.lm_head(features)
             loss = F.cross_entropy(logits.float(), flat_labels[masked_positions], ignore_index=IGNORE_INDEX)
         else:
-            logits = self.lm_head(sequence_output)
+            logits = token_head(self.lm_head, sequence_output, packing)
             if labels is not None:
                 loss = F.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]).float(), flat_labels, ignore_index=IGNORE_INDEX
@@ -894,6 +1142,8 @@ class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        unpadded: bool = False,
+        token_budget: int | None = None,
     ):
         outputs = self.roberta(
             input_ids,
@@ -905,6 +1155,8 @@ class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            unpadded=unpadded,
+            token_budget=token_budget,
         )
         logits = self.classifier(outputs.last_hidden_state)
         loss = None if labels is None else self._loss(logits, labels.to(logits.device))
@@ -959,6 +1211,8 @@ class XLMRobertaForMultipleChoice(XLMRobertaPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        unpadded: bool = False,
+        token_budget: int | None = None,
     ):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids and inputs_embeds")
@@ -988,6 +1242,8 @@ class XLMRobertaForMultipleChoice(XLMRobertaPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            unpadded=unpadded,
+            token_budget=token_budget,
         )
         logits = self.classifier(self.dropout(outputs.pooler_output)).view(batch_size, num_choices)
         loss = None
@@ -1024,6 +1280,8 @@ class XLMRobertaForTokenClassification(XLMRobertaPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        unpadded: bool = False,
+        token_budget: int | None = None,
     ):
         outputs = self.roberta(
             input_ids,
@@ -1035,12 +1293,19 @@ class XLMRobertaForTokenClassification(XLMRobertaPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            unpadded=unpadded,
+            token_budget=token_budget,
         )
-        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        packing = head_packing(unpadded, attention_mask, outputs.last_hidden_state.device)
+        logits = token_head(
+            lambda features: self.classifier(self.dropout(features)), outputs.last_hidden_state, packing
+        )
         loss = None
         if labels is not None:
             check_label_shapes(labels, [logits.shape[:2]])
             labels = as_labels(labels, self.num_labels, "labels", IGNORE_INDEX)
+            if packing is not None:  # unpadded: padded positions are not labelled
+                labels = packing.padding_to_ignore(labels, IGNORE_INDEX)
             loss = F.cross_entropy(
                 logits.reshape(-1, self.num_labels).float(),
                 labels.reshape(-1).to(logits.device),
@@ -1079,6 +1344,8 @@ class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        unpadded: bool = False,
+        token_budget: int | None = None,
     ):
         if self.num_labels != 2:
             raise ValueError(
@@ -1094,8 +1361,12 @@ class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            unpadded=unpadded,
+            token_budget=token_budget,
         )
-        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).unbind(dim=-1)
+        packing = head_packing(unpadded, attention_mask, outputs.last_hidden_state.device)
+        start_end = token_head(self.qa_outputs, outputs.last_hidden_state, packing)
+        start_logits, end_logits = start_end.unbind(dim=-1)
         start_logits, end_logits = start_logits.contiguous(), end_logits.contiguous()
         loss = None
         if (start_positions is None) != (end_positions is None):
@@ -1109,7 +1380,14 @@ class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
             ):
                 check_label_shapes(positions, [(batch_size,), (batch_size, 1)], name)
                 positions = as_positions(positions.reshape(-1), seq_length, name).to(logits.device)
-                losses.append(F.cross_entropy(logits.float(), positions, ignore_index=seq_length))
+                logits = logits.float()
+                if packing is not None:
+                    # unpadded: padded positions are no answer (out of the softmax) and no label
+                    keep = packing.keep.view(batch_size, seq_length)
+                    logits = logits.masked_fill(~keep, torch.finfo(logits.dtype).min)
+                    at_padding = ~keep.gather(1, positions.clamp(max=seq_length - 1)[:, None])[:, 0]
+                    positions = positions.masked_fill(at_padding, seq_length)
+                losses.append(F.cross_entropy(logits, positions, ignore_index=seq_length))
             loss = (losses[0] + losses[1]) / 2
         output = QuestionAnsweringModelOutput(
             loss=loss,

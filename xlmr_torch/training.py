@@ -3,6 +3,7 @@ resumable, atomic training checkpoints.
 
     setup = init_distributed()                       # reads torchrun's environment; no-op alone
     model = wrap_model(model, "fsdp")                # or "ddp", or "none"
+    optimizer = adamw(model, lr=1e-4)                # fused AdamW: the fastest update
     ...
     loss = global_mean_loss(out.loss, micro_units, total_units, setup.world_size)
     ...
@@ -159,6 +160,38 @@ def decay_parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+
+
+def adamw(
+    params,
+    lr: float,
+    *,
+    weight_decay: float = 0.01,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    fused: bool | None = None,
+) -> torch.optim.AdamW:
+    """`torch.optim.AdamW` on its fused kernel where the parameters allow it: the recommended
+    optimizer for our models.
+
+    `params` is a model (weight decay then on matrices only, `decay_parameter_groups`) or
+    what `torch.optim` takes: parameters or groups. The fused kernel updates each tensor in
+    one pass instead of the ~10 elementwise passes of the default CPU loop; at
+    xlm-roberta-base size (278M parameters) that is most of a second a step on CPU. Same
+    update to float32 rounding. `fused=None` picks it when every parameter is a plain
+    floating-point tensor on CPU or CUDA; sharded (DTensor) parameters keep torch's default.
+    """
+    if isinstance(params, nn.Module):
+        params = decay_parameter_groups(params, weight_decay)
+    params = [{**g, "params": list(g["params"])} if isinstance(g, dict) else g for g in params]
+    if fused is None:
+        tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+        # type() not isinstance(): FSDP2's DTensor parameters are subclasses.
+        fused = bool(tensors) and all(
+            type(p.data) is torch.Tensor and p.device.type in ("cpu", "cuda") and p.is_floating_point()
+            for p in tensors
+        )
+    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused)
 
 
 # ----------------------------------------------------------------------------- full state
