@@ -8,6 +8,7 @@ only moves arrays in and out of Keras variables.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 
@@ -20,27 +21,101 @@ from xlmr_core.embeddings import (
     sentence_transformers_files,
     write_sentence_transformers,
 )
+from xlmr_core.formats.base import LazyTensor, as_lazy
 from xlmr_core.loading import line_up, loading_info, log_loading_info, resolve_config
-from xlmr_core.weight_mapping import parameter_kind, to_canonical_state, to_framework_state
+from xlmr_core.weight_mapping import to_canonical_state, to_framework_state
 
 logger = logging.getLogger("xlmr_tf.modeling")
 
 
-# Tensors larger than this are assigned in blocks of rows, so that no whole copy is made.
-ASSIGN_BLOCK_BYTES = 64 * 2**20
+# Tensors that are copied are read from the file in blocks of rows of about this size, so that
+# nothing but the variable's own copy is ever whole in memory (and, below malloc's 32 MiB map
+# threshold, each block reuses the last one's memory instead of faulting in fresh pages).
+ASSIGN_BLOCK_BYTES = 16 * 2**20
+# TF's kernels (Eigen) require every tensor's data to start on this boundary.
+ALIGNMENT = 64
+# Rows of a kernel written per strip of a transposing copy.
+TRANSPOSE_STRIP = 64
+# The dtypes that DLPack hands from numpy to TF without a copy (not ml_dtypes' bfloat16).
+_DLPACK_DTYPES = frozenset(map(np.dtype, (np.float16, np.float32, np.float64)))
 
 
-def _assign(variable, tensor) -> None:
-    """`variable.assign(tensor)`, in row blocks read one at a time when the tensor is large."""
-    target = variable.value  # the backend variable (tables are never auto-cast)
-    if tensor.rows is None or tensor.nbytes <= ASSIGN_BLOCK_BYTES or not isinstance(target, tf.Variable):
-        variable.assign(np.asarray(tensor.load()).astype(variable.dtype, copy=False))
-        return
-    step = max(1, ASSIGN_BLOCK_BYTES * tensor.shape[0] // tensor.nbytes)
+def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An unwritten C-ordered array whose data starts on an `ALIGNMENT`-byte boundary."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
+
+
+def _adoptable(array: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether a variable may take `array`'s memory as its storage, as it is.
+
+    Only a copy-on-write map of a checkpoint file (training's writes stay private to this
+    process, and nobody else holds the array), in the variable's dtype, C-ordered and aligned.
+    """
+    return (
+        isinstance(array, np.memmap)
+        and array.flags.writeable
+        and array.flags.c_contiguous
+        and array.dtype == dtype
+        and dtype in _DLPACK_DTYPES
+        and array.size > 0
+        and array.ctypes.data % ALIGNMENT == 0
+    )
+
+
+def _framework_array(tensor: LazyTensor, transposed: bool, dtype: np.dtype, adopted: set[int]) -> np.ndarray:
+    """`tensor` in the variable's layout (`transposed`: a kernel) and dtype, aligned.
+
+    The checkpoint's own memory map where it can be adopted (`adopted` holds the addresses
+    already given to a variable: never two variables over one buffer); else one copy, read
+    in row blocks where the format allows (plain reads: no map's pages stay resident).
+    """
+    array = None
+    if not transposed:
+        array = tensor.load()
+        if _adoptable(array, dtype) and array.ctypes.data not in adopted:
+            adopted.add(array.ctypes.data)
+            return array
+    out = _aligned_empty(tensor.shape[::-1] if transposed else tuple(tensor.shape), dtype)
+    if tensor.rows is None or not tensor.shape:
+        _put(out, 0, np.asarray(tensor.load() if array is None else array), transposed)
+        return out
+    step = max(1, ASSIGN_BLOCK_BYTES * tensor.shape[0] // max(1, tensor.nbytes))
     for start in range(0, tensor.shape[0], step):
-        block = tensor.load_rows(start, start + step).astype(variable.dtype, copy=False)
-        # A scatter, not `target[a:b].assign`: a tf.distribute variable's slices are plain tensors.
-        target.scatter_update(tf.IndexedSlices(block, tf.range(start, start + len(block))))
+        _put(out, start, tensor.load_rows(start, start + step), transposed)
+    return out
+
+
+def _put(out: np.ndarray, start: int, block: np.ndarray, transposed: bool) -> None:
+    """Write the checkpoint's rows `[start, start + len(block))` into `out` (cast to its dtype)."""
+    if not out.ndim:
+        out[...] = block
+    elif not transposed:
+        out[start : start + len(block)] = block
+    else:
+        # In strips of `out`'s rows: a whole-kernel strided copy misses the cache on nearly
+        # every element and takes several times as long.
+        for first in range(0, out.shape[0], TRANSPOSE_STRIP):
+            strip = block[:, first : first + TRANSPOSE_STRIP].T
+            out[first : first + len(strip), start : start + len(block)] = strip
+
+
+def _as_tensor(array: np.ndarray) -> tf.Tensor:
+    """A tensor over `array`'s memory (through DLPack, no copy) where the dtype allows, else a copy."""
+    if array.dtype in _DLPACK_DTYPES and array.size and array.ctypes.data % ALIGNMENT == 0:
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+    return tf.constant(array)
+
+
+def _assign(variable, tensor: LazyTensor, transposed: bool, adopted: set[int]) -> None:
+    """Give `variable` the checkpoint tensor's values (`transposed`: from torch's layout)."""
+    dtype = np.dtype(tf.as_dtype(variable.dtype).as_numpy_dtype)
+    value = _as_tensor(_framework_array(tensor, transposed, dtype, adopted))
+    # A dense assign makes the tensor's buffer the variable's storage (no copy). Never a scatter
+    # or slice write: those switch a variable to copy-on-read mode, where each read copies it.
+    variable.assign(value)
 
 
 class CheckpointIO:
@@ -101,8 +176,11 @@ class CheckpointIO:
 
         Returns the missing and unexpected keys; a shape mismatch raises `CheckpointShapeError`
         naming the key. Base-model checkpoints load into heads and head checkpoints into the
-        base model (the `roberta.` prefix is matched). `initialise_missing=True` gives missing
-        weights of a model built by `zero_initialised` their random initialisation.
+        base model (the `roberta.` prefix is matched). `initialise_missing=True` draws the
+        missing kernels and tables of a model built `uninitialised`. A tensor of a copy-on-write
+        file map (`open_checkpoint`'s safetensors) that is aligned, in the variable's dtype and
+        layout becomes the variable's storage without a copy, as in torch's `from_pretrained`;
+        everything else (arrays in memory, kernels, which TF stores transposed) is copied.
         """
         paths = self._variables_by_path()
         # Shapes in canonical layout: map zero-byte stand-ins through the same rules.
@@ -116,13 +194,13 @@ class CheckpointIO:
             base_model_prefix=self.base_model_prefix,
         )
         if initialise_missing:
-            drawn = [
-                name for name in report.missing if parameter_kind(name) in ("linear_weight", "embedding")
-            ]
-            stand_ins = {name: np.empty((0, 0), np.int8) for name in drawn}
+            stand_ins = {name: np.empty((0, 0), np.int8) for name in report.missing}
             self.initialise_randomly([paths[path] for path in self.from_canonical(stand_ins)])
-        for path, tensor in self.from_canonical(report.state).items():
-            _assign(paths[path], tensor)
+        adopted: set[int] = set()
+        for name, tensor in as_lazy(report.state).items():
+            # The tf name and layout of this one tensor; a kernel comes back as `tensor.T`.
+            ((path, laid_out),) = self.from_canonical({name: tensor}).items()
+            _assign(paths[path], tensor, laid_out is not tensor, adopted)
         return loading_info(report)
 
     @classmethod
@@ -142,14 +220,15 @@ class CheckpointIO:
         "unexpected_keys": [...]})`. For mixed precision set
         `keras.mixed_precision.set_global_policy(...)` first.
         """
-        from .modeling import zero_initialised
+        from .modeling import uninitialised
 
         config = resolve_config(directory, config, **config_overrides)
         sentence_transformers = read_sentence_transformers(directory)
-        # Plain reads, row block by row block for large tables: Keras copies whatever it is
-        # given, so neither a memory map nor a whole 1 GB table needs to be resident as well.
-        with open_checkpoint(directory, mmap=False) as checkpoint:
-            with zero_initialised():
+        # Safetensors files open as copy-on-write maps: their aligned tensors become the
+        # variables' storage as they are (pages shared with the page cache, copied privately
+        # only where training writes); the rest is read in row blocks into one copy each.
+        with open_checkpoint(directory) as checkpoint:
+            with uninitialised():
                 model = cls(config)
             info = model.load_canonical_state(
                 checkpoint.tensors, initialise_missing=True, where=checkpoint.files[0]

@@ -27,6 +27,7 @@ class EncodingMixin:
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_length: int | None = None,
         show_progress_bar: bool | None = None,
+        unpadded: bool = True,
     ) -> np.ndarray:
         """Sentence embeddings of `texts`, float32 numpy `[len(texts), hidden]` (`[hidden]` for one string).
 
@@ -35,10 +36,14 @@ class EncodingMixin:
         the directory's sentence-transformers files when it had them, else "mean", True and 512.
         Texts are batched longest first and the result is in input order; `show_progress_bar`
         (None: on a terminal, for more than a few batches) shows a tqdm bar. Dropout is off.
+        `unpadded` (default) runs each batch on its real tokens only (`unpadded=True` of the
+        model call); the embeddings are the padded run's to float32 rounding.
         """
 
         def token_embeddings(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-            output = self({"input_ids": input_ids, "attention_mask": attention_mask}, training=False)
+            output = self(
+                {"input_ids": input_ids, "attention_mask": attention_mask}, training=False, unpadded=unpadded
+            )
             return np.asarray(output.last_hidden_state, dtype=np.float32)
 
         return encode_texts(

@@ -24,6 +24,15 @@ raise `ValueError` in eager mode; inside a `tf.function` they become `tf.debuggi
 assertions that stop the step with an `InvalidArgumentError` carrying the same message.
 XLA (`jit_compile=True`) drops assertions, so compiled steps run unchecked: validate data
 in eager mode first.
+
+Unpadded execution (`unpadded=True`, contract in `xlmr_core.unpadding`): the embeddings, every
+dense layer, LayerNorm, feed-forward and the token-level heads run on the real tokens packed as
+`[tokens, hidden]` (`Packing`); attention gathers each layer's projections back to the
+`[batch, seq]` layout, so its cost is the padded one's (a small share of the whole at base size).
+A concrete mask packs to its bucketed `token_budget`; a traced one packs to its run-time count in
+a plain `tf.function`, and under XLA to `token_budget` when given, else batch × seq (correct, no
+saving): pass `token_budget` for compiled calls, one compilation per bucket. `model.unpadded` and
+`model.token_budget` are what calls that do not say use (`fit`, `evaluate`, `predict`).
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ from xlmr_core import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
     XLMRobertaConfig,
+    unpadding,
 )
 from xlmr_core.modeling_utils import (
     IGNORE_INDEX,
@@ -82,18 +92,28 @@ ACTIVATIONS = {
 
 
 class _Initialisation:
-    """Whether layers built now draw random weights (see `zero_initialised`)."""
+    """Whether layers built now draw random weights (see `uninitialised`)."""
 
     random = True
 
 
-@contextlib.contextmanager
-def zero_initialised():
-    """Build models with zero weights where they would be random, as torch's meta device.
+@keras.saving.register_keras_serializable(package="xlmr_tf")
+class Uninitialised(keras.initializers.Initializer):
+    """Allocates a variable's storage and never writes it (torch's `to_empty`): see `uninitialised`."""
 
-    For `from_pretrained`, which overwrites them from the checkpoint and initialises only
-    what it lacks: drawing a large model's random weights takes seconds and, in Keras,
-    several times the memory of the largest table.
+    def __call__(self, shape, dtype=None):
+        dtype = tf.as_dtype(dtype or keras.config.floatx())
+        return tf.raw_ops.Empty(shape=shape, dtype=dtype, init=False)
+
+
+@contextlib.contextmanager
+def uninitialised():
+    """Build models whose kernels and tables are allocated but never written, as torch's meta device.
+
+    For `from_pretrained`, which replaces them with the checkpoint's arrays and draws only what
+    the checkpoint lacks (`initialise_randomly`): drawing 278M normal numbers at base size takes
+    seconds, and storage that is never written costs no memory before it is replaced. Until
+    then their contents are undefined; biases and LayerNorm weights start as usual.
     """
     previous, _Initialisation.random = _Initialisation.random, False
     try:
@@ -104,8 +124,18 @@ def zero_initialised():
 
 def _normal(config: XLMRobertaConfig) -> keras.initializers.Initializer:
     if not _Initialisation.random:
-        return keras.initializers.Zeros()
+        return Uninitialised()
     return keras.initializers.RandomNormal(stddev=config.initializer_range)
+
+
+def zero_row(value: tf.Tensor, row: int) -> tf.Tensor:
+    """`value` (a table) with row `row` set to zero, as torch's `padding_idx` starts the pad row.
+
+    A tensor op before the value becomes a variable: any scatter or slice write into the
+    variable would switch it to TF's copy-on-read mode, in which every dense read of it (each
+    lookup) copies the whole table.
+    """
+    return tf.tensor_scatter_nd_update(value, [[row]], tf.zeros((1, value.shape[1]), value.dtype))
 
 
 def _dense(config: XLMRobertaConfig, units: int, name: str, **kwargs) -> keras.layers.Dense:
@@ -150,21 +180,17 @@ class EmbeddingTable(keras.layers.Layer):
         self.initializer = _normal(config)
 
     def build(self, input_shape=None):
+        initializer = self.initializer
+        if self.padding_idx is not None and not isinstance(initializer, Uninitialised):
+            # Like torch's padding_idx: the pad row starts at zero.
+            initializer = functools.partial(_zero_padding_row, initializer, row=self.padding_idx)
         self.table = self.add_weight(
             name=self.weight_name,
             shape=(self.rows, self.width),
-            initializer=self.initializer,
+            initializer=initializer,
             autocast=False,
             trainable=self.trainable,
         )
-        if self.padding_idx is not None and _Initialisation.random:  # zero-initialised: already zero
-            self.zero_padding_row()
-
-    def zero_padding_row(self) -> None:
-        """Like torch's padding_idx: the pad row starts at zero (written in place, no table copy)."""
-        # A scatter, not `value[i].assign`: a tf.distribute variable's slices are plain tensors.
-        row = tf.IndexedSlices(tf.zeros((1, self.width), self.table.dtype), tf.constant([self.padding_idx]))
-        self.table.value.scatter_update(row)
 
     def call(self, ids):
         rows = tf.gather(self.table, ids)
@@ -173,6 +199,10 @@ class EmbeddingTable(keras.layers.Layer):
             pad = tf.expand_dims(ids == self.padding_idx, -1)  # TFLite slices no bool tensors
             rows = tf.where(pad, tf.stop_gradient(rows), rows)
         return tf.cast(rows, self.compute_dtype)
+
+
+def _zero_padding_row(initializer, shape, dtype=None, *, row: int) -> tf.Tensor:
+    return zero_row(initializer(shape, dtype=dtype), row)
 
 
 def position_ids_from_input_ids(input_ids, padding_idx, past_length=0):
@@ -283,9 +313,16 @@ class XLMRobertaSelfAttention(Block):
         encoder_hidden_states=None,
         past_key_value=None,
         output_attentions=False,
+        packing=None,
         training=False,
     ):
-        batch_size, length = _dim(hidden_states, 0), _dim(hidden_states, 1)
+        if packing is not None:  # packed [tokens, hidden]: project the real tokens, attend per row
+            query, key, value = (
+                self.split_heads(packing.unpack(dense(hidden_states)))
+                for dense in (self.query, self.key, self.value)
+            )
+            context, _ = self.attend(query, key, value, attention_bias, None, training)
+            return packing.pack(context), None, (key, value)
         query = self.split_heads(self.query(hidden_states))
         if encoder_hidden_states is not None and past_key_value is not None:
             key, value = past_key_value  # the encoder side does not change between decoding steps
@@ -296,7 +333,12 @@ class XLMRobertaSelfAttention(Block):
             if past_key_value is not None:
                 key = tf.concat([tf.cast(past_key_value[0], key.dtype), key], axis=2)
                 value = tf.concat([tf.cast(past_key_value[1], value.dtype), value], axis=2)
+        context, probs = self.attend(query, key, value, attention_bias, head_mask, training)
+        return context, (probs if output_attentions else None), (key, value)
 
+    def attend(self, query, key, value, attention_bias, head_mask, training):
+        """Attention over `[batch, heads, length, head_dim]`: context `[batch, q, hidden]`, probabilities."""
+        batch_size, length = _dim(query, 0), _dim(query, 2)
         # Scores, masks and softmax in float32: a float16 mask bias plus a score would overflow.
         scores = tf.cast(tf.matmul(query, key, transpose_b=True), tf.float32) / math.sqrt(self.head_dim)
         if self.position_embedding_type != "absolute":
@@ -309,7 +351,7 @@ class XLMRobertaSelfAttention(Block):
             probs = probs * tf.cast(head_mask, probs.dtype)
         context = tf.matmul(probs, value)
         context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch_size, length, -1])
-        return context, (probs if output_attentions else None), (key, value)
+        return context, probs
 
 
 class XLMRobertaSelfOutput(Block):
@@ -337,6 +379,7 @@ class XLMRobertaAttention(Block):
         encoder_hidden_states=None,
         past_key_value=None,
         output_attentions=False,
+        packing=None,
         training=False,
     ):
         context, probs, key_value = self.self(
@@ -346,6 +389,7 @@ class XLMRobertaAttention(Block):
             encoder_hidden_states=encoder_hidden_states,
             past_key_value=past_key_value,
             output_attentions=output_attentions,
+            packing=packing,
             training=training,
         )
         return self.output_layer(context, hidden_states, training=training), probs, key_value
@@ -394,6 +438,7 @@ class XLMRobertaLayer(Block):
         encoder_attention_bias=None,
         past_key_value=None,
         output_attentions=False,
+        packing=None,
         training=False,
     ):
         self_past = past_key_value[:2] if past_key_value is not None else None
@@ -404,6 +449,7 @@ class XLMRobertaLayer(Block):
             head_mask=head_mask,
             past_key_value=self_past,
             output_attentions=output_attentions,
+            packing=packing,
             training=training,
         )
         cross_probs = None
@@ -441,6 +487,7 @@ class XLMRobertaEncoder(Block):
         use_cache=False,
         output_attentions=False,
         output_hidden_states=False,
+        packing=None,
         training=False,
     ):
         all_hidden_states = (hidden_states,) if output_hidden_states else None
@@ -456,6 +503,7 @@ class XLMRobertaEncoder(Block):
                 encoder_attention_bias=encoder_attention_bias,
                 past_key_value=None if past_key_values is None else past_key_values[i],
                 output_attentions=output_attentions,
+                packing=packing,
                 training=training,
             )
             if output_hidden_states:
@@ -577,6 +625,73 @@ def _binary_cross_entropy(logits, labels):
     return _mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
+# ----------------------------------------------------------------------------- unpadded execution
+
+
+def _in_xla_compilation() -> bool:
+    """Whether the current trace is compiled by XLA (`jit_compile=True`), where shapes must be static."""
+    if tf.executing_eagerly():
+        return False
+    try:  # TF's own test of an XLA context; no public accessor in TF 2.21
+        from tensorflow.python.framework import ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()))
+
+
+class Packing:
+    """Where a padded batch's real tokens sit in a packed `[size, ...]` layout (`xlmr_core.unpadding`).
+
+    Real tokens take rows `0 .. count - 1` in row-major order. With a static `budget` the layout
+    has `budget` rows and the tail is filler (copies of position 0 that nothing real reads);
+    with `budget=None` it has exactly `count` rows, a shape known only at run time.
+    """
+
+    def __init__(self, attention_mask, budget=None):
+        mask = tf.cast(attention_mask, tf.bool)
+        self.shape = tf.shape(mask)
+        self.static_shape = mask.shape
+        flat = tf.reshape(mask, [-1])
+        ones = tf.cast(flat, tf.int32)
+        self.count = tf.reduce_sum(ones)
+        rank = tf.cumsum(ones) - 1  # a real token's packed row
+        if budget is None:
+            self.size = self.count
+            self.flat_index = tf.cast(tf.where(flat)[:, 0], tf.int32)
+        else:
+            # A scatter, not a data-dependent `tf.where`, so the shape is static under XLA; padding
+            # (and any token beyond the budget) lands in the extra row `budget`, then dropped.
+            self.size = budget
+            slots = tf.where(flat, tf.minimum(rank, budget), budget)
+            self.flat_index = tf.scatter_nd(slots[:, None], tf.range(tf.size(flat)), [budget + 1])[:budget]
+        self.real = tf.range(self.size) < self.count  # which packed rows are real tokens
+        # Each padded position's packed row; padding reads the zero row appended at `size`.
+        self.unpack_index = tf.where(flat, tf.minimum(rank, self.size), self.size)
+
+    def pack(self, x):
+        """`[batch, seq, ...]` -> `[size, ...]`."""
+        flat = tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], axis=0))
+        return tf.gather(flat, self.flat_index)
+
+    def unpack(self, x):
+        """`[size, ...]` -> `[batch, seq, ...]`, zeros at padded positions."""
+        x = tf.concat([x, tf.zeros(tf.concat([[1], tf.shape(x)[1:]], axis=0), x.dtype)], axis=0)
+        padded = tf.reshape(tf.gather(x, self.unpack_index), tf.concat([self.shape, tf.shape(x)[1:]], axis=0))
+        padded.set_shape(self.static_shape.concatenate(x.shape[1:]))
+        return padded
+
+    def guard(self, x):
+        """NaN everywhere when the real tokens did not fit the budget (only possible under XLA,
+        which drops the check): a wrong budget shows instead of silently dropping tokens."""
+        return tf.where(self.count > self.size, tf.constant(float("nan"), x.dtype), x)
+
+    def pack_labels(self, labels, ignore_index: int = IGNORE_INDEX):
+        """Padded-layout labels -> packed, `ignore_index` on the filler rows."""
+        labels = self.pack(labels)
+        return tf.where(self.real, labels, tf.cast(ignore_index, labels.dtype))
+
+
 # ----------------------------------------------------------------------------- main layer
 
 
@@ -604,8 +719,10 @@ class XLMRobertaMainLayer(Block):
         use_cache=None,
         output_attentions=False,
         output_hidden_states=False,
+        packing=None,
         training=False,
     ):
+        """The body; with a `Packing` (see `Packing`) it runs on the real tokens only."""
         # The inputs were checked by `check_inputs` (the models' `__call__`, before Keras's wrapper).
         config = self.config
         tokens = input_ids if input_ids is not None else inputs_embeds
@@ -623,6 +740,13 @@ class XLMRobertaMainLayer(Block):
                 position_ids = position_ids_from_inputs_embeds(
                     inputs_embeds, config.pad_token_id, past_length
                 )
+        if packing is not None:
+            # Ids gathered from the padded layout, so positions and types are the padded path's.
+            position_ids = tf.broadcast_to(position_ids, tf.shape(token_type_ids))
+            input_ids, token_type_ids, position_ids, inputs_embeds = (
+                None if t is None else packing.pack(t)
+                for t in (input_ids, token_type_ids, position_ids, inputs_embeds)
+            )
 
         embedding_output = self.embeddings(
             input_ids=input_ids,
@@ -645,8 +769,13 @@ class XLMRobertaMainLayer(Block):
             use_cache=use_cache,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            packing=packing,
             training=training,
         )
+        if packing is not None:
+            hidden_states = packing.guard(packing.unpack(hidden_states))
+            if all_hidden_states is not None:
+                all_hidden_states = tuple(packing.unpack(h) for h in all_hidden_states)
         return BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=hidden_states,
             pooler_output=self.pooler(hidden_states) if self.pooler is not None else None,
@@ -692,7 +821,35 @@ class XLMRobertaMainLayer(Block):
             values.get("encoder_hidden_states"), values.get("encoder_attention_mask"), batch_size
         )
         self._check_head_mask(values.get("head_mask"))
+        if values.get("unpadded"):
+            self._check_unpadded(values, batch_size, seq_length)
         return values
+
+    def _check_unpadded(self, values: dict, batch_size, seq_length) -> None:
+        """The checks of `unpadded=True`: options it cannot combine with, the mask's rows, the budget."""
+        output_attentions = values.get("output_attentions")
+        unpadding.check_unpadded_options(
+            past_key_values=values.get("past_key_values"),
+            use_cache=values.get("use_cache"),
+            encoder_hidden_states=values.get("encoder_hidden_states"),
+            output_attentions=self.config.output_attentions
+            if output_attentions is None
+            else output_attentions,
+            head_mask=values.get("head_mask"),
+        )
+        budget = values.get("token_budget")
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int)):
+            raise TypeError(f"token_budget must be a Python int (a static packed length); got {budget!r}")
+        if budget is not None and budget < 1:
+            raise ValueError(f"token_budget must be at least 1; got {budget}")
+        mask = values.get("attention_mask")
+        concrete = None if mask is None else tf.get_static_value(mask)
+        if concrete is None:
+            return  # traced: trusted (a graph asserts the budget, XLA cannot)
+        unpadding.check_contiguous_rows(concrete)
+        real = int(concrete.astype(bool).sum())
+        if budget is not None and budget < real:
+            raise ValueError(f"token_budget={budget} is smaller than the batch's {real} real tokens")
 
     def _check_token_inputs(self, input_ids, inputs_embeds):
         if (input_ids is None) == (inputs_embeds is None):
@@ -831,7 +988,11 @@ _INPUT_NAMES = (
     "output_hidden_states",
     "return_dict",
     "labelled_positions_only",
+    "unpadded",
+    "token_budget",
 )
+# Options passed to Keras's call as Python values, never as tensors.
+_STATIC_OPTIONS = ("unpadded", "token_budget")
 _INTEGER_INPUTS = ("input_ids", "token_type_ids", "position_ids")
 
 
@@ -847,6 +1008,10 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
     base_model_prefix = "roberta"
     # The arguments that carry training targets, in the order a bare `y` fills them.
     label_names: tuple[str, ...] = ("labels",)
+    # What a call that does not say uses (set them for `fit`/`evaluate`/`predict`, whose steps
+    # call the model without options): `model.unpadded = True`, and under XLA a `token_budget`.
+    unpadded: bool = False
+    token_budget: int | None = None
 
     def __init__(self, config: XLMRobertaConfig, **kwargs):
         super().__init__(**kwargs)
@@ -883,12 +1048,17 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
             return super().__call__(*args, **kwargs)  # symbolic (functional) use: Keras traces `call`
         options = {"training": arguments.pop("training")} if "training" in arguments else {}
         values = self._gather_inputs(arguments.pop("input_ids", None), {**dict.fromkeys(names), **arguments})
+        for key in _STATIC_OPTIONS:
+            if key in names and values.get(key) is None:
+                values[key] = getattr(self, key)
         values = self.check_inputs(values)
         for key in (*_INTEGER_INPUTS, *self.label_names):
             if values.get(key) is not None and values[key].dtype.is_integer:
                 values[key] = as_index(values[key])  # after the range checks: uint64 stays exact
-        tensors = {k: v for k, v in values.items() if v is not None and not isinstance(v, bool)}
-        flags = {k: v for k, v in values.items() if isinstance(v, bool)}
+        flags = {
+            k: v for k, v in values.items() if isinstance(v, bool) or (k in _STATIC_OPTIONS and v is not None)
+        }
+        tensors = {k: v for k, v in values.items() if v is not None and k not in flags}
         return super().__call__(tensors, **flags, **options)
 
     def check_inputs(self, values: dict) -> dict:
@@ -979,16 +1149,25 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
         return {"input_ids": tf.constant([[0, 2]], tf.int32)}
 
     def initialise_randomly(self, variables) -> None:
-        """Give `variables` (kernels and tables built by `zero_initialised`) their random start."""
-        tables = {
-            id(layer.table): layer for layer in self._flatten_layers() if isinstance(layer, EmbeddingTable)
-        }
+        """Draw the kernels and tables among `variables` as a freshly built model does.
+
+        For a model built `uninitialised`; the other variables (biases, LayerNorm weights)
+        keep the zeros and ones they were built with.
+        """
+        padding_rows = {}  # id of each variable drawn at random -> its padding row (or None)
+        for layer in self._flatten_layers():
+            if isinstance(layer, keras.layers.Dense):
+                padding_rows[id(layer.kernel)] = None
+            elif isinstance(layer, EmbeddingTable):
+                padding_rows[id(layer.table)] = layer.padding_idx
         normal = keras.initializers.RandomNormal(stddev=self.config.initializer_range)
         for variable in variables:
-            variable.assign(normal(tuple(variable.shape), dtype=variable.dtype))
-            table = tables.get(id(variable))
-            if table is not None and table.padding_idx is not None:
-                table.zero_padding_row()
+            if id(variable) not in padding_rows:
+                continue
+            value = normal(tuple(variable.shape), dtype=variable.dtype)
+            if padding_rows[id(variable)] is not None:
+                value = zero_row(value, padding_rows[id(variable)])
+            variable.assign(value)  # a dense assign: the variable takes the new buffer as it is
 
     # -- inputs
     def _gather_inputs(self, input_ids, arguments: dict) -> dict:
@@ -1014,7 +1193,7 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
         values = {key: values.get(key) for key in _INPUT_NAMES}
         for key in _INPUT_NAMES:
             value = values.get(key)
-            if value is None or key in ("past_key_values",) or isinstance(value, bool):
+            if value is None or key in ("past_key_values", *_STATIC_OPTIONS) or isinstance(value, bool):
                 continue
             if not tf.is_tensor(value):
                 value = tf.convert_to_tensor(value)
@@ -1034,7 +1213,38 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
         pick = lambda key: getattr(config, key) if values.get(key) is None else bool(values[key])  # noqa: E731
         return pick("output_attentions"), pick("output_hidden_states"), pick("return_dict")
 
+    def _packing(self, values: dict) -> Packing | None:
+        """The `Packing` of this call when it runs unpadded (see `Packing`), else None.
+
+        A concrete mask gives a bucketed budget (`xlmr_core.unpadding.token_budget`) or, without
+        padding, the padded path itself. A traced mask without `token_budget` packs to its run-time
+        count (dynamic shapes) in a plain `tf.function`, and to batch × seq under XLA (static).
+        """
+        mask = values.get("attention_mask")
+        if not values.get("unpadded") or mask is None:
+            return None
+        budget = values.get("token_budget")
+        concrete = tf.get_static_value(mask)
+        if concrete is not None:
+            real = int(concrete.astype(bool).sum())
+            if real == concrete.size:
+                return None
+            if budget is None:
+                budget = unpadding.token_budget(real, concrete.size)
+        elif budget is None and _in_xla_compilation():
+            budget = mask.shape.num_elements() or tf.size(mask)
+        elif budget is not None and not _in_xla_compilation():
+            # XLA drops assertions; a plain graph stops here rather than drop tokens.
+            count = tf.reduce_sum(tf.cast(tf.cast(mask, tf.bool), tf.int32))
+            check = tf.debugging.assert_less_equal(
+                count, budget, message=f"token_budget={budget} is smaller than the batch's real tokens"
+            )
+            with tf.control_dependencies([check]):
+                mask = tf.identity(mask)
+        return Packing(mask, budget)
+
     def _body(self, values: dict, training: bool, output_attentions, output_hidden_states, **extra):
+        """The main layer on `values`; `packing=` (from `_packing`) runs it unpadded."""
         return self.roberta(
             input_ids=values.get("input_ids"),
             attention_mask=values.get("attention_mask"),
@@ -1089,10 +1299,13 @@ class TFXLMRobertaModel(EncodingMixin, TFXLMRobertaPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        unpadded=False,
+        token_budget=None,
         training=False,
     ):
         values = self._gather_inputs(input_ids, dict(locals()))
         output_attentions, output_hidden_states, return_dict = self._flags(values)
+        packing = self._packing(values)
         output = self._body(
             values,
             training,
@@ -1101,7 +1314,8 @@ class TFXLMRobertaModel(EncodingMixin, TFXLMRobertaPreTrainedModel):
             encoder_hidden_states=values.get("encoder_hidden_states"),
             encoder_attention_mask=values.get("encoder_attention_mask"),
             past_key_values=values.get("past_key_values"),
-            use_cache=values.get("use_cache"),
+            use_cache=False if packing is not None else values.get("use_cache"),
+            packing=packing,
         )
         return self._return(output, return_dict)
 
@@ -1134,11 +1348,14 @@ class TFXLMRobertaForCausalLM(TFXLMRobertaPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        unpadded=False,
+        token_budget=None,
         training=False,
     ):
         values = self._gather_inputs(input_ids, dict(locals()))
         output_attentions, output_hidden_states, return_dict = self._flags(values)
         labels = values.get("labels")
+        packing = self._packing(values)
         outputs = self._body(
             values,
             training,
@@ -1147,14 +1364,27 @@ class TFXLMRobertaForCausalLM(TFXLMRobertaPreTrainedModel):
             encoder_hidden_states=values.get("encoder_hidden_states"),
             encoder_attention_mask=values.get("encoder_attention_mask"),
             past_key_values=values.get("past_key_values"),
-            use_cache=False if labels is not None else values.get("use_cache"),
+            use_cache=False if labels is not None or packing is not None else values.get("use_cache"),
+            packing=packing,
         )
-        logits = self.lm_head(
-            outputs.last_hidden_state, word_embeddings=self.roberta.embeddings.word_embeddings.table
-        )
+        word_embeddings = self.roberta.embeddings.word_embeddings.table
         loss = None
-        if labels is not None:  # position t predicts token t + 1
-            loss = _cross_entropy(logits[:, :-1], labels[:, 1:])
+        if packing is None:
+            logits = self.lm_head(outputs.last_hidden_state, word_embeddings=word_embeddings)
+            if labels is not None:  # position t predicts token t + 1
+                loss = _cross_entropy(logits[:, :-1], labels[:, 1:])
+        else:
+            packed_logits = self.lm_head(
+                packing.pack(outputs.last_hidden_state), word_embeddings=word_embeddings
+            )
+            logits = packing.unpack(packed_logits)
+            if labels is not None:
+                # Position t predicts token t + 1 when both are real tokens: padding predicts nothing.
+                mask = tf.cast(values["attention_mask"], tf.bool)
+                both_real = tf.logical_and(mask[:, :-1], mask[:, 1:])
+                following = tf.where(both_real, labels[:, 1:], tf.cast(IGNORE_INDEX, labels.dtype))
+                following = tf.concat([following, tf.fill([_dim(labels, 0), 1], IGNORE_INDEX)], axis=1)
+                loss = _cross_entropy(packed_logits, packing.pack_labels(tf.cast(following, tf.int32)))
         output = CausalLMOutputWithCrossAttentions(
             loss=loss,
             logits=logits,
@@ -1210,12 +1440,15 @@ class TFXLMRobertaForMaskedLM(TFXLMRobertaPreTrainedModel):
         output_hidden_states=None,
         return_dict=None,
         labelled_positions_only=False,
+        unpadded=False,
+        token_budget=None,
         training=False,
     ):
         values = self._gather_inputs(input_ids, dict(locals()))
         output_attentions, output_hidden_states, return_dict = self._flags(values)
         labels = values.get("labels")
         labelled_positions_only = bool(values.get("labelled_positions_only", False))
+        packing = self._packing(values)
         outputs = self._body(
             values,
             training,
@@ -1224,13 +1457,27 @@ class TFXLMRobertaForMaskedLM(TFXLMRobertaPreTrainedModel):
             encoder_hidden_states=values.get("encoder_hidden_states"),
             encoder_attention_mask=values.get("encoder_attention_mask"),
             use_cache=False,
+            packing=packing,
         )
         sequence_output = outputs.last_hidden_state
         word_embeddings = self.roberta.embeddings.word_embeddings.table
         loss = masked_positions = None
         if labels is not None:
             flat_labels = tf.reshape(labels, [-1])
-        if labelled_positions_only:
+        if packing is not None:
+            features = packing.pack(sequence_output)
+            packed_labels = None if labels is None else packing.pack_labels(labels)
+            if labelled_positions_only:
+                rows = tf.where(packed_labels != IGNORE_INDEX)[:, 0]
+                masked_positions = tf.cast(tf.gather(packing.flat_index, rows), tf.int64)
+                logits = self.lm_head(tf.gather(features, rows), word_embeddings=word_embeddings)
+                loss = _cross_entropy(logits, tf.gather(packed_labels, rows))
+            else:
+                packed_logits = self.lm_head(features, word_embeddings=word_embeddings)
+                logits = packing.unpack(packed_logits)
+                if labels is not None:
+                    loss = _cross_entropy(packed_logits, packed_labels)
+        elif labelled_positions_only:
             masked_positions = tf.where(flat_labels != IGNORE_INDEX)[:, 0]
             features = tf.gather(tf.reshape(sequence_output, [-1, self.config.hidden_size]), masked_positions)
             logits = self.lm_head(features, word_embeddings=word_embeddings)
@@ -1281,11 +1528,14 @@ class TFXLMRobertaForSequenceClassification(TFXLMRobertaPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        unpadded=False,
+        token_budget=None,
         training=False,
     ):
         values = self._gather_inputs(input_ids, dict(locals()))
         output_attentions, output_hidden_states, return_dict = self._flags(values)
-        outputs = self._body(values, training, output_attentions, output_hidden_states)
+        packing = self._packing(values)  # the head reads <s> from the unpacked output
+        outputs = self._body(values, training, output_attentions, output_hidden_states, packing=packing)
         logits = self.classifier(outputs.last_hidden_state, training=training)
         labels = values.get("labels")
         loss = None if labels is None else self._loss(logits, labels)
@@ -1348,13 +1598,17 @@ class TFXLMRobertaForMultipleChoice(TFXLMRobertaPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        unpadded=False,
+        token_budget=None,
         training=False,
     ):
         values = self._gather_inputs(input_ids, dict(locals()))
         output_attentions, output_hidden_states, return_dict = self._flags(values)
         given = values["input_ids"] if values.get("input_ids") is not None else values["inputs_embeds"]
         batch_size, num_choices = _dim(given, 0), _dim(given, 1)
-        outputs = self._body(self._flatten_choices(values), training, output_attentions, output_hidden_states)
+        flat = self._flatten_choices(values)
+        packing = self._packing(flat)
+        outputs = self._body(flat, training, output_attentions, output_hidden_states, packing=packing)
         pooled = self.dropout(outputs.pooler_output, training=training)
         logits = tf.reshape(self.classifier(pooled), [batch_size, num_choices])
         loss = None
@@ -1429,16 +1683,27 @@ class TFXLMRobertaForTokenClassification(TFXLMRobertaPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        unpadded=False,
+        token_budget=None,
         training=False,
     ):
         values = self._gather_inputs(input_ids, dict(locals()))
         output_attentions, output_hidden_states, return_dict = self._flags(values)
-        outputs = self._body(values, training, output_attentions, output_hidden_states)
-        logits = self.classifier(self.dropout(outputs.last_hidden_state, training=training))
+        packing = self._packing(values)
+        outputs = self._body(values, training, output_attentions, output_hidden_states, packing=packing)
         loss = None
         labels = values.get("labels")
-        if labels is not None:
-            loss = _cross_entropy(logits, labels)
+        if packing is None:
+            logits = self.classifier(self.dropout(outputs.last_hidden_state, training=training))
+            if labels is not None:
+                loss = _cross_entropy(logits, labels)
+        else:
+            packed_logits = self.classifier(
+                self.dropout(packing.pack(outputs.last_hidden_state), training=training)
+            )
+            logits = packing.unpack(packed_logits)
+            if labels is not None:
+                loss = _cross_entropy(packed_logits, packing.pack_labels(labels))
         output = TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -1482,19 +1747,28 @@ class TFXLMRobertaForQuestionAnswering(TFXLMRobertaPreTrainedModel):
         output_attentions=None,
         output_hidden_states=None,
         return_dict=None,
+        unpadded=False,
+        token_budget=None,
         training=False,
     ):
         values = self._gather_inputs(input_ids, dict(locals()))
         output_attentions, output_hidden_states, return_dict = self._flags(values)
         start_positions, end_positions = values.get("start_positions"), values.get("end_positions")
-        outputs = self._body(values, training, output_attentions, output_hidden_states)
-        logits = self.qa_outputs(outputs.last_hidden_state)
+        packing = self._packing(values)
+        outputs = self._body(values, training, output_attentions, output_hidden_states, packing=packing)
+        if packing is None:
+            logits = self.qa_outputs(outputs.last_hidden_state)
+        else:
+            logits = packing.unpack(self.qa_outputs(packing.pack(outputs.last_hidden_state)))
         start_logits, end_logits = logits[..., 0], logits[..., 1]
         loss = None
         if start_positions is not None:
             seq_length = _dim(start_logits, 1)
             losses = []
             for positions, position_logits in ((start_positions, start_logits), (end_positions, end_logits)):
+                if packing is not None:  # unpadded: a padded position is no candidate answer
+                    real = tf.cast(values["attention_mask"], tf.bool)
+                    position_logits = tf.where(real, tf.cast(position_logits, tf.float32), tf.float32.min)
                 positions = tf.clip_by_value(tf.reshape(positions, [-1]), 0, seq_length)
                 losses.append(_cross_entropy(position_logits, positions, ignore_index=seq_length))
             loss = (losses[0] + losses[1]) / 2

@@ -171,7 +171,9 @@ def _header(tensors: Mapping[str, LazyTensor], metadata: Mapping[str, str] | Non
         }
         offset += tensor.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw += b" " * (-len(raw) % 8)  # the data section starts 8-byte aligned
+    # The data section starts 64-byte aligned (the format asks for 8): TensorFlow then takes
+    # the tensors of a memory-mapped file as its variables' storage without a copy.
+    raw += b" " * (-(8 + len(raw)) % 64)
     return struct.pack("<Q", len(raw)) + raw
 
 
