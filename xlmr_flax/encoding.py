@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from xlmr_core.embeddings import DEFAULT_BATCH_SIZE, SentenceTransformersSettings, encode_texts
+from xlmr_core.unpadding import token_budget
 
 
 class EncodingMixin:
@@ -19,10 +20,18 @@ class EncodingMixin:
     sentence_transformers: SentenceTransformersSettings | None = None
 
     def _encode_step(self):
-        """The jitted forward pass `(params, input_ids, attention_mask) -> last_hidden_state`, made once."""
+        """The jitted forward pass `(params, input_ids, attention_mask, budget) -> last_hidden_state`,
+        made once; `budget` (static) is the unpadded token budget, or None for the padded path."""
         step = self.__dict__.get("_jitted_encode_step")
         if step is None:
-            step = jax.jit(lambda params, ids, mask: self(ids, mask, params=params).last_hidden_state)
+
+            def forward(params, ids, mask, budget):
+                unpadded = budget is not None
+                return self(
+                    ids, mask, params=params, unpadded=unpadded, token_budget=budget
+                ).last_hidden_state
+
+            step = jax.jit(forward, static_argnums=3)
             self._jitted_encode_step = step
         return step
 
@@ -35,6 +44,7 @@ class EncodingMixin:
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_length: int | None = None,
         show_progress_bar: bool | None = None,
+        unpadded: bool = True,
     ) -> np.ndarray:
         """Sentence embeddings of `texts`, float32 numpy `[len(texts), hidden]` (`[hidden]` for one string).
 
@@ -44,12 +54,17 @@ class EncodingMixin:
         Texts are batched longest first and the result is in input order; `show_progress_bar`
         (None: on a terminal, for more than a few batches) shows a tqdm bar. The forward pass is
         jitted; batches are padded to `batch_size` rows and lengths to multiples of 16, so it
-        compiles once per length bucket.
+        compiles once per length bucket. `unpadded=True` (the default) runs it on the real tokens
+        only (`xlmr_core.unpadding`), compiled once per length and token-budget bucket; the
+        embeddings are the padded path's to float32 rounding.
         """
         step = self._encode_step()
 
         def token_embeddings(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-            hidden = step(self.params, input_ids.astype(np.int32), attention_mask.astype(np.int32))
+            real, capacity = int(np.count_nonzero(attention_mask)), attention_mask.size
+            # The budget is decided here, from the concrete mask: inside jit the mask is traced.
+            budget = token_budget(real, capacity) if unpadded and real < capacity else None
+            hidden = step(self.params, input_ids.astype(np.int32), attention_mask.astype(np.int32), budget)
             return np.asarray(hidden, dtype=np.float32)
 
         return encode_texts(

@@ -38,7 +38,7 @@ import functools
 import json
 import logging
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -62,6 +62,8 @@ from xlmr_core.modeling_utils import (
     classification_problem_type,
     relative_position_index,
 )
+from xlmr_core.unpadding import check_contiguous_rows, check_unpadded_options
+from xlmr_core.unpadding import token_budget as bucketed_token_budget
 
 from .checkpoint_io import CheckpointIO
 from .encoding import EncodingMixin
@@ -184,6 +186,77 @@ def _classifier_dropout(config: XLMRobertaConfig) -> float:
     return config.hidden_dropout_prob if config.classifier_dropout is None else config.classifier_dropout
 
 
+# ----------------------------------------------------------------------------- unpadded layout
+
+
+class Packing(NamedTuple):
+    """Where the packed real tokens of an `unpadded=True` call sit in the padded layout.
+
+    The contract is `xlmr_core.unpadding`. `rows[i]` is the flat `[batch * seq]` position of
+    packed row `i` (rows past the real-token count are filler, pointing past the end);
+    `slots[p]` is the packed row of padded position `p`, or `budget` (a zero row) for padding.
+    Everything is a gather: XLA CPU runs gathers in parallel, scatters serially.
+    """
+
+    rows: jax.Array
+    slots: jax.Array
+    count: jax.Array
+    first: jax.Array
+    batch_size: int
+    seq_length: int
+
+    @classmethod
+    def from_mask(cls, attention_mask, budget: int) -> Packing:
+        batch_size, seq_length = attention_mask.shape
+        flat = attention_mask.reshape(-1).astype(bool)
+        (rows,) = jnp.nonzero(flat, size=budget, fill_value=batch_size * seq_length)
+        order = jnp.cumsum(flat) - 1
+        # Tokens beyond the budget (a traced mask with too many) land on the zero row; the
+        # call then returns NaN (see `guard`).
+        slots = jnp.where(flat & (order < budget), order, budget).astype(jnp.int32)
+        # Sentence-level heads read position 0 as before (as xlmr_torch: zeros for a left-padded row).
+        first = jnp.arange(batch_size) * seq_length
+        return cls(rows.astype(jnp.int32), slots, jnp.sum(flat), first, batch_size, seq_length)
+
+    @property
+    def budget(self) -> int:
+        return self.rows.shape[0]
+
+    def pack(self, x):
+        """`[batch, seq, ...]` -> `[budget, ...]`: real tokens, then filler (the last position again)."""
+        flat = x.reshape(self.batch_size * self.seq_length, *x.shape[2:])
+        return jnp.take(flat, self.rows, axis=0, mode="clip")
+
+    def pack_labels(self, labels):
+        """Labels of the packed rows; padded positions are not in them, filler rows get `IGNORE_INDEX`."""
+        real = jnp.arange(self.budget) < self.count
+        return jnp.where(real, self.pack(labels), IGNORE_INDEX)
+
+    def _with_zero_row(self, x):
+        return jnp.concatenate([x, jnp.zeros((1, *x.shape[1:]), x.dtype)], axis=0)
+
+    def unpack(self, x):
+        """`[budget, ...]` -> `[batch, seq, ...]` with zeros at padded positions."""
+        padded = jnp.take(self._with_zero_row(x), self.slots, axis=0)
+        return padded.reshape(self.batch_size, self.seq_length, *x.shape[1:])
+
+    def first_tokens(self, x):
+        """`[budget, hidden]` -> `[batch, 1, hidden]`: position 0 of each row (zeros where it is padding)."""
+        return jnp.take(self._with_zero_row(x), self.slots[self.first], axis=0)[:, None]
+
+    def rows_of(self, positions):
+        """Packed rows of flat padded `positions` (-1 or padding: the zero row), for gathers from `x`."""
+        safe = jnp.where(positions >= 0, positions, 0)
+        return jnp.where(positions >= 0, self.slots[safe], self.budget)
+
+    def take_rows(self, x, rows):
+        return jnp.take(self._with_zero_row(x), rows, axis=0)
+
+    def guard(self, x):
+        """NaN everywhere when the real tokens did not fit the budget (only possible under `jit`)."""
+        return jnp.where(self.count > self.budget, jnp.nan, x).astype(x.dtype)
+
+
 # ----------------------------------------------------------------------------- embeddings
 
 
@@ -300,15 +373,24 @@ class XLMRobertaSelfAttention(nn.Module):
         past_key_value=None,
         deterministic=True,
         cache_index=None,
+        packing=None,
     ):
-        batch_size, length, _ = hidden_states.shape
-        query = self.split_heads(self.query(hidden_states))
+        # Unpadded (`packing`): the projections run on the packed `[budget, hidden]` tokens; the
+        # scores are computed per sequence in the padded layout, so every position kind and the
+        # causal mask see exactly the padded path's positions.
+        def project(dense, x):
+            y = dense(x)
+            return self.split_heads(y if packing is None else packing.unpack(y))
+
+        query = project(self.query, hidden_states)
+        batch_size, length = query.shape[0], query.shape[2]
         if encoder_hidden_states is not None and past_key_value is not None:
             key, value = (t.astype(self.dtype) for t in past_key_value)  # encoder side is fixed
+        elif encoder_hidden_states is not None:
+            key = self.split_heads(self.key(encoder_hidden_states))
+            value = self.split_heads(self.value(encoder_hidden_states))
         else:
-            source = hidden_states if encoder_hidden_states is None else encoder_hidden_states
-            key = self.split_heads(self.key(source))
-            value = self.split_heads(self.value(source))
+            key, value = project(self.key, hidden_states), project(self.value, hidden_states)
             if past_key_value is not None and cache_index is not None:
                 start = (0, 0, cache_index, 0)
                 key = jax.lax.dynamic_update_slice(past_key_value[0].astype(self.dtype), key, start)
@@ -332,6 +414,8 @@ class XLMRobertaSelfAttention(nn.Module):
             probs = probs * head_mask
         context = jnp.einsum("bhqk,bhkd->bhqd", probs, value)
         context = context.transpose(0, 2, 1, 3).reshape(batch_size, length, self.num_heads * self.head_dim)
+        if packing is not None:
+            context = packing.pack(context)
         return context, probs, (key, value)
 
 
@@ -370,6 +454,7 @@ class XLMRobertaAttention(nn.Module):
         past_key_value,
         deterministic=True,
         cache_index=None,
+        packing=None,
     ):
         context, probs, key_value = self.self(
             hidden_states,
@@ -379,6 +464,7 @@ class XLMRobertaAttention(nn.Module):
             past_key_value,
             deterministic,
             cache_index,
+            packing,
         )
         return self.output(context, hidden_states, deterministic), probs, key_value
 
@@ -439,11 +525,12 @@ class XLMRobertaLayer(nn.Module):
         past_key_value,
         deterministic=True,
         cache_index=None,
+        packing=None,
     ):
         self_past = past_key_value[:2] if past_key_value is not None else None
         cross_past = past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
         hidden_states, self_probs, present = self.attention(
-            hidden_states, attention_bias, head_mask, None, self_past, deterministic, cache_index
+            hidden_states, attention_bias, head_mask, None, self_past, deterministic, cache_index, packing
         )
         cross_probs = None
         if encoder_hidden_states is not None:
@@ -498,6 +585,7 @@ class XLMRobertaEncoder(nn.Module):
         output_hidden_states,
         deterministic=True,
         cache_index=None,
+        packing=None,
     ):
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
@@ -513,6 +601,7 @@ class XLMRobertaEncoder(nn.Module):
                 None if past_key_values is None else past_key_values[i],
                 deterministic,
                 cache_index,
+                packing,
             )
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
@@ -651,8 +740,15 @@ class XLMRobertaModule(nn.Module):
         output_hidden_states: bool = False,
         deterministic: bool = True,
         cache_index=None,
+        token_budget: int | None = None,
+        keep_packed: bool = False,
     ):
-        """`cache_index` (with fixed-size `past_key_values`) says how many cache slots are filled."""
+        """`cache_index` (with fixed-size `past_key_values`) says how many cache slots are filled.
+
+        `token_budget` (static, with `attention_mask`) runs unpadded: everything but the attention
+        scores on the first `token_budget` real tokens, packed (see `Packing`). With `keep_packed`
+        the call returns `(output, packing)` and `last_hidden_state` stays packed `[budget, hidden]`,
+        for the heads to run on; `packing` is None on the padded path."""
         config = self.config
         given = input_ids if input_ids is not None else inputs_embeds
         batch_size, seq_length = given.shape[:2]
@@ -669,9 +765,19 @@ class XLMRobertaModule(nn.Module):
                     inputs_embeds, config.pad_token_id, past_length
                 )
 
+        packing = None
+        if token_budget is not None:
+            packing = Packing.from_mask(attention_mask, token_budget)
+            # Ids and positions are gathered from the padded layout, so the numbers are the padded path's.
+            token_type_ids = packing.pack(jnp.broadcast_to(token_type_ids, (batch_size, seq_length)))
+            position_ids = packing.pack(jnp.broadcast_to(position_ids, (batch_size, seq_length)))
+            input_ids = None if input_ids is None else packing.pack(input_ids)
+            inputs_embeds = None if inputs_embeds is None else packing.pack(inputs_embeds)
         embedding_output = self.embeddings(
             input_ids, token_type_ids, position_ids, inputs_embeds, deterministic=deterministic
         )
+        if packing is not None:
+            embedding_output = packing.guard(embedding_output)
         if cache_index is None:
             attention_bias = self._self_attention_bias(attention_mask, seq_length, past_length)
         else:
@@ -695,15 +801,25 @@ class XLMRobertaModule(nn.Module):
             output_hidden_states,
             deterministic,
             cache_index,
+            packing,
         )
-        return BaseModelOutputWithPoolingAndCrossAttentions(
+        pooled = None
+        if self.add_pooling_layer:
+            pooled = self.pooler(hidden_states if packing is None else packing.first_tokens(hidden_states))
+        if packing is not None:
+            if all_hidden_states is not None:
+                all_hidden_states = tuple(packing.unpack(h) for h in all_hidden_states)
+            if not keep_packed:
+                hidden_states = packing.unpack(hidden_states)
+        output = BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=hidden_states,
-            pooler_output=self.pooler(hidden_states) if self.add_pooling_layer else None,
+            pooler_output=pooled,
             past_key_values=presents,
             hidden_states=all_hidden_states,
             attentions=attentions,
             cross_attentions=cross_attentions,
         )
+        return (output, packing) if keep_packed else output
 
     def _bias(self, keep):
         """Additive bias: 0 where a query may look, the dtype's minimum elsewhere."""
@@ -743,12 +859,20 @@ class XLMRobertaForCausalLMModule(nn.Module):
         self.lm_head = XLMRobertaLMHead(self.config, self.dtype, self.param_dtype)
 
     def __call__(self, labels=None, deterministic=True, **inputs):
-        outputs = self.roberta(**inputs, deterministic=deterministic)
+        outputs, packing = self.roberta(**inputs, deterministic=deterministic, keep_packed=True)
         logits = self.lm_head(outputs.last_hidden_state, self.roberta.word_embeddings())
         loss = None
-        if labels is not None:
+        if labels is not None and packing is None:
             # Position t predicts token t + 1.
             loss = cross_entropy(logits[:, :-1], labels[:, 1:])
+        elif labels is not None:
+            # The same pairs, where both t and t + 1 are real tokens.
+            mask = inputs["attention_mask"].astype(bool)
+            ignored = jnp.full_like(labels[:, :1], IGNORE_INDEX)
+            targets = jnp.concatenate([jnp.where(mask, labels, IGNORE_INDEX)[:, 1:], ignored], axis=1)
+            loss = cross_entropy(logits, packing.pack_labels(targets))
+        if packing is not None:
+            logits = packing.unpack(logits)
         return CausalLMOutputWithCrossAttentions(
             loss=loss,
             logits=logits,
@@ -770,18 +894,23 @@ class XLMRobertaForMaskedLMModule(nn.Module):
 
     def __call__(self, labels=None, max_predictions: int | None = None, deterministic=True, **inputs):
         """With `max_predictions` (static), the LM head runs only on the labelled positions."""
-        outputs = self.roberta(**inputs, deterministic=deterministic)
+        outputs, packing = self.roberta(**inputs, deterministic=deterministic, keep_packed=True)
         sequence_output = outputs.last_hidden_state
         word_embeddings = self.roberta.word_embeddings()
         loss = masked_positions = None
         if max_predictions is not None:
             flat_labels = labels.reshape(-1)
             labelled = flat_labels != IGNORE_INDEX
+            if packing is not None:  # padded positions are never labelled
+                labelled = labelled & inputs["attention_mask"].reshape(-1).astype(bool)
             # Static size for jit: the first `max_predictions` labelled positions, padded with -1.
             (masked_positions,) = jnp.nonzero(labelled, size=max_predictions, fill_value=-1)
             real = masked_positions >= 0
             rows = jnp.where(real, masked_positions, 0)
-            features = sequence_output.reshape(-1, sequence_output.shape[-1])[rows]
+            if packing is None:
+                features = sequence_output.reshape(-1, sequence_output.shape[-1])[rows]
+            else:
+                features = packing.take_rows(sequence_output, packing.rows_of(masked_positions))
             logits = self.lm_head(features, word_embeddings)
             loss = cross_entropy(logits, jnp.where(real, flat_labels[rows], IGNORE_INDEX))
             # More labelled positions than room: say so with NaN rather than a silently partial loss.
@@ -789,7 +918,9 @@ class XLMRobertaForMaskedLMModule(nn.Module):
         else:
             logits = self.lm_head(sequence_output, word_embeddings)
             if labels is not None:
-                loss = cross_entropy(logits, labels)
+                loss = cross_entropy(logits, labels if packing is None else packing.pack_labels(labels))
+            if packing is not None:
+                logits = packing.unpack(logits)
         return MaskedLMOutput(
             loss=loss,
             logits=logits,
@@ -809,8 +940,11 @@ class XLMRobertaForSequenceClassificationModule(nn.Module):
         self.classifier = XLMRobertaClassificationHead(self.config, self.dtype, self.param_dtype)
 
     def __call__(self, labels=None, deterministic=True, **inputs):
-        outputs = self.roberta(**inputs, deterministic=deterministic)
-        logits = self.classifier(outputs.last_hidden_state, deterministic=deterministic)
+        outputs, packing = self.roberta(**inputs, deterministic=deterministic, keep_packed=True)
+        features = outputs.last_hidden_state
+        if packing is not None:
+            features = packing.first_tokens(features)
+        logits = self.classifier(features, deterministic=deterministic)
         loss = None if labels is None else sequence_classification_loss(self.config, logits, labels)
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
@@ -868,9 +1002,13 @@ class XLMRobertaForTokenClassificationModule(nn.Module):
         self.classifier = _dense(self.config, self.config.num_labels, self.dtype, self.param_dtype)
 
     def __call__(self, labels=None, deterministic=True, **inputs):
-        outputs = self.roberta(**inputs, deterministic=deterministic)
+        outputs, packing = self.roberta(**inputs, deterministic=deterministic, keep_packed=True)
         logits = self.classifier(self.dropout(outputs.last_hidden_state, deterministic=deterministic))
-        loss = None if labels is None else cross_entropy(logits, labels)
+        loss = None
+        if labels is not None:
+            loss = cross_entropy(logits, labels if packing is None else packing.pack_labels(labels))
+        if packing is not None:
+            logits = packing.unpack(logits)
         return TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -886,8 +1024,10 @@ class XLMRobertaForQuestionAnsweringModule(nn.Module):
         self.qa_outputs = _dense(self.config, self.config.num_labels, self.dtype, self.param_dtype)
 
     def __call__(self, start_positions=None, end_positions=None, deterministic=True, **inputs):
-        outputs = self.roberta(**inputs, deterministic=deterministic)
+        outputs, packing = self.roberta(**inputs, deterministic=deterministic, keep_packed=True)
         logits = self.qa_outputs(outputs.last_hidden_state)
+        if packing is not None:
+            logits = packing.unpack(logits)
         start_logits, end_logits = logits[..., 0], logits[..., 1]
         loss = None
         if start_positions is not None:
@@ -895,9 +1035,20 @@ class XLMRobertaForQuestionAnsweringModule(nn.Module):
             # Positions outside the sequence are clamped to its length and ignored.
             start = jnp.clip(start_positions.reshape(-1), 0, seq_length)
             end = jnp.clip(end_positions.reshape(-1), 0, seq_length)
+            start_scores, end_scores = start_logits, end_logits
+            if packing is not None:
+                # Unpadded: a padded position is no candidate span end, and a target there is ignored.
+                real = inputs["attention_mask"].astype(bool)
+                start_scores = jnp.where(real, start_logits, -jnp.inf)
+                end_scores = jnp.where(real, end_logits, -jnp.inf)
+                padded_target = jnp.concatenate([~real, jnp.ones_like(real[:, :1])], axis=1)
+                start = jnp.where(
+                    jnp.take_along_axis(padded_target, start[:, None], 1)[:, 0], seq_length, start
+                )
+                end = jnp.where(jnp.take_along_axis(padded_target, end[:, None], 1)[:, 0], seq_length, end)
             loss = (
-                cross_entropy(start_logits, start, ignore_index=seq_length)
-                + cross_entropy(end_logits, end, ignore_index=seq_length)
+                cross_entropy(start_scores, start, ignore_index=seq_length)
+                + cross_entropy(end_scores, end, ignore_index=seq_length)
             ) / 2
         return QuestionAnsweringModelOutput(
             loss=loss,
@@ -1012,12 +1163,21 @@ class FlaxXLMRobertaPreTrainedModel(CheckpointIO, InputChecks):
         params: dict | None = None,
         dropout_rng=None,
         train: bool = False,
+        unpadded: bool = False,
+        token_budget: int | None = None,
     ):
         """Run the model. Arguments and outputs as in `xlmr_torch`; `train=True` turns dropout on
         and needs `dropout_rng`. Works inside `jax.jit` / `jax.grad` with `params` passed in.
 
         `cache_index` selects the fixed-size cache (see `init_cache` and the module docstring);
-        `max_predictions` bounds the labelled-positions masked-LM path under `jit`."""
+        `max_predictions` bounds the labelled-positions masked-LM path under `jit`.
+
+        `unpadded=True` computes on the real tokens of `attention_mask` only (`xlmr_core.unpadding`):
+        packed into a static `token_budget` rows, outputs back in the padded layout with zeros at
+        padding. With a concrete mask the budget defaults to the real-token count's bucket (one
+        compilation per bucket) and a mask without padding takes the padded path; under `jit` the
+        mask is traced, so pass `token_budget` (static; a batch with more real tokens gives NaN),
+        else it is `batch * sequence` (correct, no saving)."""
         config = self.config
         optional = {
             "encoder_hidden_states": encoder_hidden_states,
@@ -1036,6 +1196,15 @@ class FlaxXLMRobertaPreTrainedModel(CheckpointIO, InputChecks):
                 raise TypeError(f"{type(self).__name__} does not take {name}")
         if train and dropout_rng is None:
             raise ValueError("train=True turns dropout on and needs dropout_rng (a jax.random key)")
+        output_attentions = bool(config.output_attentions if output_attentions is None else output_attentions)
+        if unpadded:  # before the shape checks: the option, not its shape, is what is wrong
+            check_unpadded_options(
+                past_key_values=past_key_values,
+                use_cache=use_cache,
+                encoder_hidden_states=encoder_hidden_states,
+                output_attentions=output_attentions,
+                head_mask=head_mask,
+            )
 
         inputs = {
             "input_ids": as_integers(input_ids, "input_ids"),
@@ -1051,17 +1220,16 @@ class FlaxXLMRobertaPreTrainedModel(CheckpointIO, InputChecks):
         }
         inputs = self._check_inputs(inputs)
         inputs.update({name: to_index(inputs[name]) for name in ID_INPUTS})
+        inputs["token_budget"] = self._unpadded_budget(inputs, unpadded, token_budget)
         use_cache = config.is_decoder and (config.use_cache if use_cache is None else use_cache)
-        if labels is not None:
+        if labels is not None or inputs["token_budget"] is not None:
             use_cache = False
         if cache_index is not None:
             use_cache = True  # the updated buffers are the point of the call
         kwargs = dict(
             inputs,
             use_cache=bool(use_cache),
-            output_attentions=bool(
-                config.output_attentions if output_attentions is None else output_attentions
-            ),
+            output_attentions=output_attentions,
             output_hidden_states=bool(
                 config.output_hidden_states if output_hidden_states is None else output_hidden_states
             ),
@@ -1086,6 +1254,42 @@ class FlaxXLMRobertaPreTrainedModel(CheckpointIO, InputChecks):
     def _head_arguments(self, inputs, labels, start_positions, end_positions, labelled_only, max_predictions):
         """Check and convert the head's own arguments (labels and the like); overridden per head."""
         return {}
+
+    def _unpadded_budget(self, inputs, unpadded, token_budget) -> int | None:
+        """The static packed length of an `unpadded=True` call, or None for the padded path."""
+        if not unpadded:
+            if token_budget is not None:
+                raise ValueError("token_budget applies to unpadded=True")
+            return None
+        if token_budget is not None and (
+            isinstance(token_budget, bool)
+            or not isinstance(token_budget, (int, np.integer))
+            or token_budget < 1
+        ):
+            raise ValueError(f"token_budget must be a positive int (static under jit); got {token_budget!r}")
+        mask = inputs["attention_mask"]
+        if mask is None:
+            return None  # nothing is padding
+        rows = mask.reshape(-1, mask.shape[-1])  # multiple choice: one row per choice
+        capacity = rows.shape[0] * rows.shape[1]
+        values = concrete(mask)
+        if values is None:
+            if token_budget is None and not is_static(capacity):
+                raise ValueError(
+                    "unpadded=True with symbolic shapes (jax.export) needs a static token_budget"
+                )
+            return int(capacity if token_budget is None else token_budget)
+        check_contiguous_rows(values.reshape(rows.shape))
+        count = int(np.count_nonzero(values))
+        if count == capacity:
+            return None  # no padding: the padded path is the unpadded one
+        if token_budget is None:
+            return bucketed_token_budget(count, capacity)
+        if token_budget < count:
+            raise ValueError(
+                f"token_budget={token_budget} is smaller than the {count} real tokens of attention_mask"
+            )
+        return int(token_budget)
 
     def init_cache(self, batch_size: int, max_length: int) -> tuple:
         """Zero key/value buffers for `max_length` positions, for calls with `cache_index`."""
@@ -1183,7 +1387,11 @@ class FlaxXLMRobertaForMaskedLM(FlaxXLMRobertaPreTrainedModel):
             return {"labels": to_index(labels)}
         values = concrete(labels)
         if values is not None:
-            count = int(np.sum(values != IGNORE_INDEX))
+            labelled = values != IGNORE_INDEX
+            mask = concrete(inputs["attention_mask"])
+            if inputs.get("token_budget") is not None and mask is not None:
+                labelled &= mask.astype(bool)  # unpadded: padded positions are never labelled
+            count = int(np.sum(labelled))
             if max_predictions is None:
                 max_predictions = count
             elif count > max_predictions:
