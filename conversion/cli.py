@@ -173,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="only these (torch, tf, flax)",
     )
     verify.add_argument("--tolerance", type=float, help="override the documented tolerance")
+    verify.add_argument(
+        "--padded",
+        action="store_true",
+        help="run the frameworks on the padded batch (default: unpadded=True, real tokens only)",
+    )
 
     from .export import FORMATS as EXPORT_FORMATS
     from .export import QUANTIZATIONS
@@ -231,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             frameworks=args.frameworks,
             tolerance=args.tolerance,
+            unpadded=not args.padded,
             quiet=args.quiet,
         )
     if args.command == "export":

@@ -153,7 +153,26 @@ def tf_full_float32():
         tf.config.experimental.enable_tensor_float_32_execution(enabled)
 
 
-def run_torch(directory: Path, head: str, inputs, fields, device: str, float64: bool = False) -> dict:
+# Outputs with a sequence axis: with unpadded=True their padded positions are zeros.
+TOKEN_FIELDS = {"last_hidden_state", "start_logits", "end_logits"}
+TOKEN_LOGIT_HEADS = {"ForMaskedLM", "ForCausalLM", "ForTokenClassification"}
+
+
+def zero_padding(head: str, outputs: dict, attention_mask: np.ndarray) -> dict:
+    """`outputs` with every sequence position the mask leaves out set to 0 (the unpadded contract)."""
+    keep = attention_mask.astype(bool)
+    zeroed = {}
+    for field, value in outputs.items():
+        per_token = field in TOKEN_FIELDS or (field == "logits" and head in TOKEN_LOGIT_HEADS)
+        if per_token:
+            value = np.where(keep.reshape(keep.shape + (1,) * (value.ndim - keep.ndim)), value, 0.0)
+        zeroed[field] = value
+    return zeroed
+
+
+def run_torch(
+    directory: Path, head: str, inputs, fields, device: str, float64: bool = False, unpadded: bool = False
+) -> dict:
     import torch
 
     import xlmr_torch
@@ -164,22 +183,22 @@ def run_torch(directory: Path, head: str, inputs, fields, device: str, float64: 
         model = model.double() if float64 else model
         model.to(target)
         with torch.no_grad():
-            out = model(**{k: torch.from_numpy(v).to(target) for k, v in inputs.items()})
+            out = model(**{k: torch.from_numpy(v).to(target) for k, v in inputs.items()}, unpadded=unpadded)
     return {f: out[f].detach().cpu().double().numpy() for f in fields}
 
 
-def run_tf(directory: Path, head: str, inputs, fields, device: str) -> dict:
+def run_tf(directory: Path, head: str, inputs, fields, device: str, unpadded: bool = False) -> dict:
     import tensorflow as tf
 
     import xlmr_tf
 
     with tf_full_float32(), tf.device("/GPU:0" if device == "gpu" else "/CPU:0"):
         model = getattr(xlmr_tf, f"TFXLMRoberta{head}").from_pretrained(directory)
-        out = model({k: tf.constant(v) for k, v in inputs.items()}, training=False)
+        out = model({k: tf.constant(v) for k, v in inputs.items()}, training=False, unpadded=unpadded)
     return {f: np.asarray(out[f], dtype=np.float64) for f in fields}
 
 
-def run_flax(directory: Path, head: str, inputs, fields, device: str) -> dict:
+def run_flax(directory: Path, head: str, inputs, fields, device: str, unpadded: bool = False) -> dict:
     import jax
 
     import xlmr_flax
@@ -187,7 +206,7 @@ def run_flax(directory: Path, head: str, inputs, fields, device: str) -> dict:
     target = jax.devices("gpu" if device == "gpu" else "cpu")[0]
     with jax.default_device(target), jax.default_matmul_precision("highest"):
         model = getattr(xlmr_flax, f"FlaxXLMRoberta{head}").from_pretrained(directory)
-        out = model(**inputs)
+        out = model(**inputs, unpadded=unpadded)
     return {f: np.asarray(out[f], dtype=np.float64) for f in fields}
 
 
@@ -196,12 +215,20 @@ RUNNERS = {"torch": run_torch, "tf": run_tf, "flax": run_flax}
 
 # ------------------------------------------------------------------ the command
 def compare(
-    directory: Path, config, names: set[str], placements: dict[str, str], tolerance: float, quiet: bool
+    directory: Path,
+    config,
+    names: set[str],
+    placements: dict[str, str],
+    tolerance: float,
+    quiet: bool,
+    unpadded: bool = True,
 ):
     """Rows `(head, output, comparison, max |diff| or None, passed, note)` and the input description.
 
     `names` are the checkpoint's tensor names; `placements` maps each framework to run onto
-    its device ("cpu" or "gpu")."""
+    its device ("cpu" or "gpu"). With `unpadded` the frameworks run on the real tokens only and
+    the float64 run stays padded, its padded positions zeroed: an independent path to hold
+    them against."""
     frameworks = list(placements)
     heads = detect_heads(names, config)
     inputs, described = make_inputs(directory, config, quiet)
@@ -214,12 +241,16 @@ def compare(
             placement = placements[framework]
             say(f"running {head} in {framework} ({placement})", quiet=quiet)
             try:
-                results[framework] = RUNNERS[framework](directory, head, head_inputs, fields, placement)
+                results[framework] = RUNNERS[framework](
+                    directory, head, head_inputs, fields, placement, unpadded=unpadded
+                )
             except Exception as error:  # a framework that fails is reported, not fatal
                 results[framework] = f"{type(error).__name__}: {error}"
         if "torch" in frameworks:
             try:
                 results["float64"] = run_torch(directory, head, head_inputs, fields, "cpu", float64=True)
+                if unpadded:
+                    results["float64"] = zero_padding(head, results["float64"], head_inputs["attention_mask"])
             except Exception as error:
                 results["float64"] = f"{type(error).__name__}: {error}"
         pairs = [(fw, "float64") for fw in frameworks if "float64" in results]
@@ -249,9 +280,13 @@ def verify(
     device: str = "cpu",
     frameworks=None,
     tolerance: float | None = None,
+    unpadded: bool = True,
     quiet: bool = False,
 ) -> int:
-    """Print the agreement table for `directory`; return 0 on PASS, 1 on FAIL."""
+    """Print the agreement table for `directory`; return 0 on PASS, 1 on FAIL.
+
+    `unpadded` (the default) runs every framework with `unpadded=True`; the float64 torch run
+    stays on the padded path."""
     directory = Path(directory)
     with open_checkpoint(directory) as checkpoint:  # any format: every framework reads them all
         config = read_config(directory)
@@ -278,10 +313,14 @@ def verify(
             raise MissingDependencyError(f"--device gpu: no framework here can use a GPU ({detail})")
         raise MissingDependencyError(f"no framework to verify with ({detail}); pip install 'xlmr[torch]'")
 
-    rows, described = compare(directory, config, names, placements, tolerance, quiet)
+    rows, described = compare(directory, config, names, placements, tolerance, quiet, unpadded)
 
     print(f"checkpoint  {directory}")
     print(f"inputs      {described}")
+    if unpadded:
+        print("path        unpadded=True (real tokens only; the float64 run padded, padding zeroed)")
+    else:
+        print("path        padded (--padded)")
     print(f"device      {device}; tolerance {tolerance:g} (max |diff| <= tolerance x max(1, max |output|))")
     for line in unfinite:  # such weights load; the comparisons below will say what they do
         print(f"non-finite  {line}")

@@ -63,8 +63,8 @@ def test_the_bound_scales_with_outputs_larger_than_one(tmp_path, capsys, monkeyp
     write_checkpoint(tmp_path / "ckpt")
     honest = verify.run_torch
 
-    def large(directory, head, inputs, fields, device, float64=False):
-        out = honest(directory, head, inputs, fields, device, float64)
+    def large(directory, head, inputs, fields, device, float64=False, **options):
+        out = honest(directory, head, inputs, fields, device, float64, **options)
         return {k: 1000 * v + (0 if float64 else 1e-3) for k, v in out.items()}
 
     monkeypatch.setitem(verify.RUNNERS, "torch", large)
@@ -78,8 +78,8 @@ def test_disagreement_fails_with_exit_status_1(tmp_path, capsys, monkeypatch):
     write_checkpoint(tmp_path / "ckpt")
     honest = verify.run_torch
 
-    def off_by_a_little(directory, head, inputs, fields, device, float64=False):
-        out = honest(directory, head, inputs, fields, device, float64)
+    def off_by_a_little(directory, head, inputs, fields, device, float64=False, **options):
+        out = honest(directory, head, inputs, fields, device, float64, **options)
         return out if float64 else {k: v + 1e-3 for k, v in out.items()}
 
     monkeypatch.setitem(verify.RUNNERS, "torch", off_by_a_little)
@@ -98,9 +98,9 @@ def test_verify_tokenizes_multilingual_text_with_the_directory_tokenizer(
     captured = {}
     honest = verify.run_torch
 
-    def recording(directory, head, inputs, fields, device, float64=False):
+    def recording(directory, head, inputs, fields, device, float64=False, **options):
         captured["input_ids"] = inputs["input_ids"]
-        return honest(directory, head, inputs, fields, device, float64)
+        return honest(directory, head, inputs, fields, device, float64, **options)
 
     import xlmr_core
 
@@ -184,3 +184,22 @@ def test_verify_on_gpu_passes_at_the_gpu_tolerance(tmp_path, capsys):
     write_checkpoint(tmp_path / "ckpt")
     assert main(["verify", str(tmp_path / "ckpt"), "--device", "gpu", "--quiet"]) == 0
     assert "tolerance 0.0001" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_verify_runs_unpadded_unless_told_padded(tmp_path, capsys, monkeypatch, padded):
+    write_checkpoint(tmp_path / "ckpt")
+    seen = []
+    honest = verify.run_torch
+
+    def recording(directory, head, inputs, fields, device, float64=False, **options):
+        seen.append((float64, options.get("unpadded", False)))
+        return honest(directory, head, inputs, fields, device, float64, **options)
+
+    monkeypatch.setitem(verify.RUNNERS, "torch", recording)
+    monkeypatch.setattr(verify, "run_torch", recording)
+    flags = ["--padded"] if padded else []
+    assert main(["verify", str(tmp_path / "ckpt"), "--frameworks", "torch", "--quiet", *flags]) == 0
+    # The frameworks run unpadded by default; the float64 run is the padded path to compare with.
+    assert seen == [(False, not padded), (True, False)]
+    assert ("path        padded" if padded else "path        unpadded=True") in capsys.readouterr().out
