@@ -3,18 +3,21 @@
     python benchmarks/_workers.py TASK SETTINGS.json RESULT.json
 
 Tasks (report.py runs them one after another, never two at once):
-  torch         ours and the reference PyTorch: matmul peak, forward, train step, length sweep
-  tf            ours (Keras 3) under XLA: the same
-  tf-reference  the reference TF port under XLA; needs TF_USE_LEGACY_KERAS=1 (Keras 2,
-                `tf_keras`) and so never shares a process with our Keras 3 code
-  flax          ours and the reference Flax, both `jax.jit`-compiled: the same
+  torch         ours and the reference PyTorch: matmul peak, forward, train steps (sequence
+                classification, masked LM), length sweep, real-length batches padded and
+                unpadded, the padding-fraction sweep, bf16
+  tf            ours (Keras 3) and the reference TF port (Keras 2 `tf_keras`, which
+                `transformers` imports itself) under XLA: the same but masked LM and bf16
+  flax          ours and the reference Flax, both `jax.jit`-compiled: the same but masked LM
   load          one implementation in a fresh process: import, `from_pretrained`, one
                 forward pass, peak resident memory
   tokenizers    ours and the reference's slow and fast tokenizers
 
-Every task times the same workload the same way: a first call (which pays tracing and XLA
-compilation where there is one), then the median of `repeats` further calls. It writes a
-JSON result; report.py turns the results into tables.
+Ours and the reference are timed in interleaved rounds (`bench_unpadded.interleaved`): a
+first call of each (which pays tracing and XLA compilation where there is one), then
+`repeats` rounds in which each runs once, the order rotating, so that neither always goes
+first; the per-round ratios show the machine's noise. Each task writes a JSON result;
+report.py turns the results into tables.
 """
 
 from __future__ import annotations
@@ -57,6 +60,11 @@ def pin_threads(threads: int) -> list[int]:
     cores = sorted(os.sched_getaffinity(0))[:threads]
     os.sched_setaffinity(0, cores)
     return cores
+
+
+import bench_unpadded  # noqa: E402 - the real-length workload
+import numpy as np  # noqa: E402
+from bench_unpadded import interleaved  # noqa: E402 - ours and the reference alternate in rounds
 
 
 def measure(step, repeats: int) -> dict:
@@ -141,25 +149,174 @@ def task_torch(settings: dict) -> dict:
         "sweep": {"ours": {}, "reference": {}},
     }
     models = dict(zip(("ours", "reference"), bench_torch.make_models("Model", config)))
-    for name, model in models.items():
+    for model in models.values():
         model.eval()
-        result["forward"][name] = measure(bench_torch.forward_step(model, as_batch(ids, mask)), repeats)
+    result["forward"] = interleaved(
+        {name: bench_torch.forward_step(model, as_batch(ids, mask)) for name, model in models.items()},
+        repeats,
+    )
     for batch, length in sweep_shapes(settings):
         sweep_ids, sweep_mask, _ = benchmark_inputs(config.vocab_size, batch, length)
-        for name, model in models.items():
-            step = bench_torch.forward_step(model, as_batch(sweep_ids, sweep_mask))
-            result["sweep"][name][length] = {"batch": batch, **measure(step, settings["sweep_repeats"])}
+        steps = {
+            name: bench_torch.forward_step(m, as_batch(sweep_ids, sweep_mask)) for name, m in models.items()
+        }
+        for name, measured in interleaved(steps, settings["sweep_repeats"]).items():
+            result["sweep"][name][length] = {"batch": batch, **measured}
+    result["bf16"] = torch_bf16(models, as_batch(ids, mask), repeats)
     del models
+    gc.collect()
+    real_length_measurements(bench_unpadded.torch_steps, config, settings, result)
 
-    # Once timed, a model (with its gradients and AdamW state) is let go before the next one.
+    # Both models of a pair, with their gradients and AdamW states, live while they alternate.
     pair = dict(zip(("ours", "reference"), bench_torch.make_models("ForSequenceClassification", config)))
     inputs = {**as_batch(ids, mask), "labels": torch.from_numpy(labels).long()}
-    for name in ("ours", "reference"):
-        model = pair.pop(name)
-        result["train"][name] = measure(bench_torch.train_step(model.train(), inputs), repeats)
-        del model
-        gc.collect()
+    steps = {name: bench_torch.train_step(model.train(), inputs) for name, model in pair.items()}
+    result["train"] = interleaved(steps, repeats)
+    del pair, steps
+    gc.collect()
+    result["masked_lm"] = torch_masked_lm(config, as_batch(ids, mask), repeats)
     return result
+
+
+def torch_bf16(models: dict, inputs: dict, repeats: int) -> dict:
+    """Forward in float32, bfloat16 weights and activations, and float32 weights under autocast.
+
+    Ours in all three, the reference in bfloat16; also how far ours in bf16 lands from ours in
+    float32 against the README's bound.
+    """
+    import copy
+
+    import bench_torch
+    import torch
+
+    result = {
+        "native_bf16": native_bf16(),
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "matmul_gflops": bf16_matmuls_torch(),
+    }
+    if not result["native_bf16"]:
+        # Without AVX512-BF16 or AMX a bf16 product runs at a few percent of float32 here (see
+        # matmul_gflops): one base-size forward would take many minutes, and says nothing more.
+        return result
+    ours_bf16 = copy.deepcopy(models["ours"]).to(torch.bfloat16)
+    reference_bf16 = copy.deepcopy(models["reference"]).to(torch.bfloat16)
+
+    def autocast_step():
+        with torch.autocast("cpu", dtype=torch.bfloat16), torch.inference_mode():
+            models["ours"](**inputs)
+
+    steps = {
+        "ours float32": bench_torch.forward_step(models["ours"], inputs),
+        "ours bfloat16": bench_torch.forward_step(ours_bf16, inputs),
+        "ours autocast": autocast_step,
+        "reference bfloat16": bench_torch.forward_step(reference_bf16, inputs),
+    }
+    timings = interleaved(steps, repeats)
+    with torch.inference_mode():
+        full = models["ours"](**inputs).last_hidden_state
+        half = ours_bf16(**inputs).last_hidden_state.float()
+    layers = models["ours"].config.num_hidden_layers
+    return {
+        **result,
+        "timings": timings,
+        "max_abs_diff": float((half - full).abs().max()),
+        "bound": bf16_bound(layers, float(full.abs().max())),
+    }
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+BF16_MATMUL_SIZE = 1024
+
+
+def bf16_matmuls_torch() -> dict:
+    """GFLOP/s of one n x n product in float32 and in bfloat16 (best of 3)."""
+    import torch
+
+    n = BF16_MATMUL_SIZE
+    rates = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        left, right = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        rates[f"torch.mm {str(dtype).split('.')[1]}"] = matmul_gflops(
+            lambda left=left, right=right: torch.mm(left, right), n, 3
+        )
+    return rates
+
+
+def bf16_matmuls_jax() -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    n = BF16_MATMUL_SIZE
+    product = jax.jit(jnp.matmul)
+    rates = {}
+    for dtype in (jnp.float32, jnp.bfloat16):
+        left = right = jnp.ones((n, n), dtype)
+        rates[f"jnp.matmul {jnp.dtype(dtype).name}"] = matmul_gflops(
+            lambda left=left, right=right: product(left, right).block_until_ready(), n, 3
+        )
+    return rates
+
+
+def bf16_bound(layers: int, largest: float) -> float:
+    """The README's bf16 agreement bound: 8 · 2⁻⁸ · (layers + 1) · max |float32 output|."""
+    return 8 * 2**-8 * (layers + 1) * largest
+
+
+def torch_masked_lm(config, inputs: dict, repeats: int) -> dict:
+    """The masked-LM step with 15 % of positions labelled: ours on its labelled-positions path,
+    the reference computing logits everywhere (as it must), alternating."""
+    import bench_torch
+    import torch
+
+    from xlmr_torch.training import adamw
+
+    generator = torch.Generator().manual_seed(0)
+    labels = inputs["input_ids"].clone()
+    labels[torch.rand(labels.shape, generator=generator) >= 0.15] = -100
+    pair = dict(zip(("ours", "reference"), bench_torch.make_models("ForMaskedLM", config)))
+    batch = {**inputs, "labels": labels}
+    # Both on fused AdamW: ours through `adamw` (what the README recommends), the reference as
+    # transformers.Trainer builds it by default with torch >= 2.8.
+    steps = {
+        "ours": bench_torch.train_step(
+            pair["ours"].train(),
+            batch,
+            adamw(pair["ours"].parameters(), lr=1e-5),
+            labelled_positions_only=True,
+        ),
+        "reference": bench_torch.train_step(
+            pair["reference"].train(), batch, bench_torch.fused_adamw(pair["reference"])
+        ),
+    }
+    return {
+        "labelled_fraction": float((labels != -100).float().mean()),
+        "timings": interleaved(steps, repeats),
+    }
+
+
+def real_length_measurements(steps_builder, config, settings: dict, result: dict) -> None:
+    """Real-length batches (reference padded, ours padded and unpadded) and the padding sweep."""
+    steps_for = steps_builder(config)
+    batches = bench_unpadded.workload(config.vocab_size)
+    result["unpadded"] = {
+        "workload": bench_unpadded.describe(batches),
+        **bench_unpadded.measure(steps_for, batches, settings["unpadded_rounds"]),
+    }
+    result["padding_sweep"] = {}
+    for fraction in bench_unpadded.SWEEP_FRACTIONS:
+        sweep = [bench_unpadded.sweep_batch(fraction, config.vocab_size)]
+        measured = bench_unpadded.measure(steps_for, sweep, settings["sweep_repeats"])
+        result["padding_sweep"][str(fraction)] = {"workload": bench_unpadded.describe(sweep), **measured}
+    del steps_for
+    gc.collect()
 
 
 # ----------------------------------------------------------------------------- TensorFlow
@@ -193,90 +350,78 @@ def tensorflow_facts(tf, settings: dict) -> dict:
     }
 
 
-def xla_forward_measurements(tf, model, config, settings: dict, result: dict, name: str) -> None:
-    """Forward at the benchmark shape and every sweep shape through one `jit_compile=True` function."""
-    forward = tf.function(
-        lambda ids, mask: model(input_ids=ids, attention_mask=mask, training=False).last_hidden_state,
-        jit_compile=True,
-    )
+def xla_forwards(tf, models: dict):
+    """`jit_compile=True` forward functions of `models`, returning the last hidden state."""
 
-    def step_for(ids, mask):
-        ids, mask = tf.constant(ids), tf.constant(mask)
-        return lambda: forward(ids, mask).numpy()
+    def compiled(model):
+        return tf.function(
+            lambda ids, mask: model(input_ids=ids, attention_mask=mask, training=False).last_hidden_state,
+            jit_compile=True,
+        )
 
-    ids, mask, _ = benchmark_inputs(config.vocab_size, settings["batch"], settings["length"])
-    result["forward"][name] = measure(step_for(ids, mask), settings["repeats"])
-    for batch, length in sweep_shapes(settings):
-        sweep_ids, sweep_mask, _ = benchmark_inputs(config.vocab_size, batch, length)
-        measured = measure(step_for(sweep_ids, sweep_mask), settings["sweep_repeats"])
-        result["sweep"][name][length] = {"batch": batch, **measured}
+    return {name: compiled(model) for name, model in models.items()}
+
+
+def xla_steps(tf, forwards: dict, ids, mask) -> dict:
+    ids, mask = tf.constant(ids), tf.constant(mask)
+    return {name: (lambda forward=forward: forward(ids, mask).numpy()) for name, forward in forwards.items()}
 
 
 def task_tf(settings: dict) -> dict:
-    """Our Keras 3 models: forward under `tf.function(jit_compile=True)`, the Keras train step
-    (`compile(jit_compile=True)` + `train_on_batch`, AdamW, dropout on)."""
+    """Ours (Keras 3) and the reference TF port (Keras 2, `tf_keras`) in one process: forward under
+    `tf.function(jit_compile=True)`, the Keras train step (`compile(jit_compile=True)` +
+    `train_on_batch`, AdamW, dropout on), alternating."""
     tf = configure_tensorflow(settings["threads"])
-    import bench_tf  # the Keras fine-tuning step it times
     import keras
+    import tf_keras
+    import transformers  # its TF port runs on tf_keras, which it imports itself
 
     import xlmr_tf
 
     config = xlmr_config(settings)
+    reference_config = transformers.XLMRobertaConfig(**config.to_dict())
+    repeats = settings["repeats"]
     result = {
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "versions": {
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "tf_keras": tf_keras.__version__,
+        },
         **tensorflow_facts(tf, settings),
-        "forward": {},
-        "train": {},
-        "sweep": {"ours": {}},
+        "sweep": {"ours": {}, "reference": {}},
     }
     keras.utils.set_random_seed(0)
-    model = xlmr_tf.TFXLMRobertaModel(config)
-    xla_forward_measurements(tf, model, config, settings, result, "ours")
-    del model
-    keras.backend.clear_session()
-
-    ids, mask, labels = benchmark_inputs(config.vocab_size, settings["batch"], settings["length"])
-    median, first = bench_tf.tf_train_step(config, ids, mask, labels, settings["repeats"], jit_compile=True)
-    result["train"]["ours"] = {"first": first, "median": median}
-    return result
-
-
-def task_tf_reference(settings: dict) -> dict:
-    """The reference TF port (transformers on Keras 2), the same workload as `task_tf`.
-
-    Runs only with TF_USE_LEGACY_KERAS=1; imports nothing of ours but the config and the
-    helpers above, and checks at the end that our Keras 3 code never came in.
-    """
-    if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
-        raise RuntimeError("the reference TF port needs TF_USE_LEGACY_KERAS=1 (Keras 2, tf_keras)")
-    tf = configure_tensorflow(settings["threads"])
-    import tf_keras
-    import transformers
-
-    config = xlmr_config(settings)
-    reference_config = transformers.XLMRobertaConfig(**config.to_dict())
-    result = {
-        "versions": {"tf_keras": tf_keras.__version__, "transformers": transformers.__version__},
-        **tensorflow_facts(tf, settings),
-        "forward": {},
-        "train": {},
-        "sweep": {"reference": {}},
-    }
     tf_keras.utils.set_random_seed(0)
-    model = transformers.TFXLMRobertaModel(reference_config)
-    xla_forward_measurements(tf, model, config, settings, result, "reference")
-    del model
-    tf_keras.backend.clear_session()
-
-    # The same Keras step as ours: compile without a loss (the model computes it from the
-    # labels in the batch), AdamW with Keras' default weight decay, one train_on_batch.
+    models = {
+        "ours": xlmr_tf.TFXLMRobertaModel(config),
+        "reference": transformers.TFXLMRobertaModel(reference_config),
+    }
+    forwards = xla_forwards(tf, models)
     ids, mask, labels = benchmark_inputs(config.vocab_size, settings["batch"], settings["length"])
-    model = transformers.TFXLMRobertaForSequenceClassification(reference_config)
-    model.compile(optimizer=tf_keras.optimizers.AdamW(1e-5), jit_compile=True)
+    result["forward"] = interleaved(xla_steps(tf, forwards, ids, mask), repeats)
+    for batch, length in sweep_shapes(settings):
+        sweep_ids, sweep_mask, _ = benchmark_inputs(config.vocab_size, batch, length)
+        measured = interleaved(xla_steps(tf, forwards, sweep_ids, sweep_mask), settings["sweep_repeats"])
+        for name, point in measured.items():
+            result["sweep"][name][length] = {"batch": batch, **point}
+    del models, forwards
+    keras.backend.clear_session()
+    tf_keras.backend.clear_session()
+    gc.collect()
+    real_length_measurements(bench_unpadded.tf_steps, config, settings, result)
+
+    # The same Keras step for both: compile without a loss (the model computes it from the labels
+    # in the batch), AdamW with Keras' default weight decay, one train_on_batch.
     features = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-    result["train"]["reference"] = measure(lambda: model.train_on_batch(features), settings["repeats"])
-    if "xlmr_tf" in sys.modules or "keras.src" in sys.modules:
-        raise RuntimeError("Keras 3 was imported into the reference TF process")
+    ours = xlmr_tf.TFXLMRobertaForSequenceClassification(config)
+    ours.compile(optimizer=keras.optimizers.AdamW(1e-5), jit_compile=True)
+    reference = transformers.TFXLMRobertaForSequenceClassification(reference_config)
+    reference.compile(optimizer=tf_keras.optimizers.AdamW(1e-5), jit_compile=True)
+    steps = {
+        "ours": lambda: ours.train_on_batch(features),
+        "reference": lambda: reference.train_on_batch(features),
+    }
+    result["train"] = interleaved(steps, repeats)
     return result
 
 
@@ -332,16 +477,18 @@ def task_flax(settings: dict) -> dict:
         "reference": transformers.FlaxXLMRobertaModel(reference_config, seed=0),
     }
     ids, mask, labels = benchmark_inputs(config.vocab_size, settings["batch"], settings["length"])
-    for name, model in models.items():
-        run, compile_seconds = compile_forward(model, ids, mask)
-        result["forward"][name] = {"compile": compile_seconds, **measure(run, repeats)}
+    result["forward"] = interleaved_compiled(compile_forward, models, ids, mask, repeats)
     for batch, length in sweep_shapes(settings):
         sweep_ids, sweep_mask, _ = benchmark_inputs(config.vocab_size, batch, length)
-        for name, model in models.items():
-            run, compile_seconds = compile_forward(model, sweep_ids, sweep_mask)
-            measured = measure(run, settings["sweep_repeats"])
-            result["sweep"][name][length] = {"batch": batch, "compile": compile_seconds, **measured}
+        measured = interleaved_compiled(
+            compile_forward, models, sweep_ids, sweep_mask, settings["sweep_repeats"]
+        )
+        for name, point in measured.items():
+            result["sweep"][name][length] = {"batch": batch, **point}
+    result["bf16"] = flax_bf16(config, reference_config, models["ours"], ids, mask, repeats)
     del models
+    gc.collect()
+    real_length_measurements(bench_unpadded.flax_steps, config, settings, result)
 
     def reference_loss(model):
         # The reference Flax port computes no loss: cross-entropy over its logits.
@@ -362,6 +509,8 @@ def task_flax(settings: dict) -> dict:
         "attention_mask": jnp.asarray(mask),
         "labels": jnp.asarray(labels),
     }
+    # Both train states (weights, AdamW moments) live while the two steps alternate.
+    steps, compile_seconds = {}, {}
     for name in ("ours", "reference"):
         if name == "ours":
             model = xlmr_flax.FlaxXLMRobertaForSequenceClassification(config, seed=0)
@@ -373,15 +522,56 @@ def task_flax(settings: dict) -> dict:
         holder = {"state": create_train_state(model, create_optimizer(1e-5, max_grad_norm=None), seed=0)}
         start = time.perf_counter()
         compiled = flax_train_step(loss_fn).lower(holder["state"], batch).compile()
-        compile_seconds = time.perf_counter() - start
+        compile_seconds[name] = time.perf_counter() - start
 
         def step(compiled=compiled, holder=holder):
             holder["state"], loss = compiled(holder["state"], batch)
             loss.block_until_ready()
 
-        result["train"][name] = {"compile": compile_seconds, **measure(step, repeats)}
-        del model, holder, compiled
+        steps[name] = step
+        del model
+    result["train"] = interleaved(steps, repeats)
+    for name, seconds in compile_seconds.items():
+        result["train"][name]["compile"] = seconds
     return result
+
+
+def interleaved_compiled(compile_forward, models: dict, ids, mask, repeats: int) -> dict:
+    """Compile every model's forward ahead for these inputs, then time them alternating."""
+    runs, compile_seconds = {}, {}
+    for name, model in models.items():
+        runs[name], compile_seconds[name] = compile_forward(model, ids, mask)
+    measured = interleaved(runs, repeats)
+    for name, seconds in compile_seconds.items():
+        measured[name]["compile"] = seconds
+    return measured
+
+
+def flax_bf16(config, reference_config, ours, ids, mask, repeats: int) -> dict:
+    """Forward with `dtype=jnp.bfloat16` (compute in bf16, float32 weights) against ours in float32,
+    and the reference in bf16; also how far ours in bf16 lands from float32 against the README's bound."""
+    import jax.numpy as jnp
+    import transformers
+    from bench_flax import compile_forward
+
+    import xlmr_flax
+
+    models = {
+        "ours float32": ours,
+        "ours bfloat16": xlmr_flax.FlaxXLMRobertaModel(config, seed=0, dtype=jnp.bfloat16),
+        "reference bfloat16": transformers.FlaxXLMRobertaModel(reference_config, seed=0, dtype=jnp.bfloat16),
+    }
+    models["ours bfloat16"].params = ours.params
+    timings = interleaved_compiled(compile_forward, models, ids, mask, repeats)
+    full = np.asarray(ours(ids, mask).last_hidden_state)
+    half = np.asarray(models["ours bfloat16"](ids, mask).last_hidden_state).astype(np.float32)
+    return {
+        "native_bf16": native_bf16(),
+        "matmul_gflops": bf16_matmuls_jax(),
+        "timings": timings,
+        "max_abs_diff": float(np.abs(half - full).max()),
+        "bound": bf16_bound(config.num_hidden_layers, float(np.abs(full).max())),
+    }
 
 
 # ----------------------------------------------------------------------------- loading
@@ -508,7 +698,6 @@ def task_tokenizers(settings: dict) -> dict:
 TASKS = {
     "torch": task_torch,
     "tf": task_tf,
-    "tf-reference": task_tf_reference,
     "flax": task_flax,
     "load": task_load,
     "tokenizers": task_tokenizers,

@@ -4,15 +4,17 @@ For each framework (PyTorch, TensorFlow, Flax), ours and the reference implement
 same framework (transformers 4.57.6) side by side at xlm-roberta-base size, batch 8 x 128,
 float32, CPU: forward and one training-step throughput, the ratio ours/reference and the ratio
 to the reference PyTorch, the fraction of the machine's measured matmul peak, load time and peak
-memory of `from_pretrained`, tokenizer throughput, and forward throughput at sequence lengths
-64 to 512 (benchmarks/throughput_vs_length.png).
+memory of `from_pretrained`, tokenizer throughput, forward throughput at sequence lengths
+64 to 512 (benchmarks/throughput_vs_length.png), real-length batches padded and unpadded
+(benchmarks/bench_unpadded.py) with throughput against the padding fraction
+(benchmarks/throughput_vs_padding.png), bf16 on CPU and the masked-LM training step.
 
     python benchmarks/report.py                    # the real run: ~30 min on 2 cores
     python benchmarks/report.py --quick --output /tmp/bench   # small config, a couple of minutes
 
-Measurements run one at a time, each in its own process (benchmarks/_workers.py); the
-reference TF port needs Keras 2 (TF_USE_LEGACY_KERAS=1), so it always gets a process of its
-own, away from our Keras 3 code.
+Measurements run one at a time, each framework in its own process (benchmarks/_workers.py),
+ours and the reference alternating within it round by round (who goes first rotates), so the
+per-round ratios show how much the machine's noise moves each ratio.
 """
 
 from __future__ import annotations
@@ -39,13 +41,14 @@ from _flops import FORMULA, forward_flops, train_step_flops  # noqa: E402
 from xlmr_core import XLMRobertaConfig  # noqa: E402
 
 PLOT_NAME = "throughput_vs_length.png"
+PADDING_PLOT_NAME = "throughput_vs_padding.png"
 TASK_TIMEOUT_S = 3600  # one measurement process; the longest (Flax, base size) takes ~10 min on 2 cores
 MATPLOTLIB_MISSING = (
     "the plot needs matplotlib: pip install 'xlmr[bench]' (the bench extra), or pass --no-plot "
     "to write RESULTS.md without it"
 )
 FRAMEWORKS = ("torch", "tf", "flax")
-PARTS = ("torch", "tf", "tf-reference", "flax", "load", "tokenizers")
+PARTS = ("torch", "tf", "flax", "load", "tokenizers")
 FRAMEWORK_NAMES = {"torch": "PyTorch", "tf": "TensorFlow", "flax": "Flax"}
 FAST_PATH = {
     "torch": "eager, `torch.inference_mode()` for the forward; reference attention: SDPA",
@@ -113,6 +116,7 @@ def make_settings(args) -> dict:
         "sweep_lengths": [64, 128, 256, 512],
         "sweep_tokens": sizes["sweep_tokens"],
         "sweep_repeats": args.sweep_repeats,
+        "unpadded_rounds": args.repeats,
         "matmul_size": sizes["matmul_size"],
         "matmul_repeats": 5,
         "tokenizers": {
@@ -267,6 +271,12 @@ def ratio(a: float | None, b: float | None) -> str:
     return "—" if a is None or b is None else f"{a / b:.2f}×"
 
 
+def round_range(faster_times: list, slower_times: list) -> str:
+    """The lowest and highest per-round throughput ratio (slower's seconds / faster's)."""
+    ratios = [slow / fast for fast, slow in zip(faster_times, slower_times)]
+    return "—" if not ratios else f"{min(ratios):.2f}–{max(ratios):.2f}"
+
+
 def describe_config(config: XLMRobertaConfig) -> str:
     return (
         f"hidden {config.hidden_size}, {config.num_hidden_layers} layers, {config.num_attention_heads} "
@@ -287,6 +297,7 @@ def collect_throughput(results: dict, settings: dict) -> dict:
                         "tps": tokens / measured["median"],
                         "seconds": measured["median"],
                         "first": first,
+                        "times": measured.get("times", []),
                     }
     return table
 
@@ -309,9 +320,10 @@ def throughput_section(results: dict, settings: dict, config: XLMRobertaConfig) 
         "train": train_step_flops(config, batch, length),
     }
     lines = [
-        "| framework | workload | ours tok/s | reference tok/s | ours / reference | ours / ref. PyTorch "
-        "| reference / ref. PyTorch | ours % of peak | reference % of peak | first call s (ours / ref.) |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| framework | workload | ours tok/s | reference tok/s | ours / reference | per round "
+        "| ours / ref. PyTorch | reference / ref. PyTorch | ours % of peak | reference % of peak "
+        "| first call s (ours / ref.) |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for framework in FRAMEWORKS:
         for workload, label in (("forward", "forward"), ("train", "train step")):
@@ -328,9 +340,10 @@ def throughput_section(results: dict, settings: dict, config: XLMRobertaConfig) 
                 return f"{100 * flop_count / row['seconds'] / (peak * 1e9):.0f} %"
 
             firsts = " / ".join(fmt(row["first"], 1) if row else "—" for row in (ours, reference))
+            spread = round_range(ours["times"], reference["times"]) if ours and reference else "—"
             lines.append(
                 f"| {FRAMEWORK_NAMES[framework]} | {label} | {fmt(tps(ours))} | {fmt(tps(reference))} "
-                f"| {ratio(tps(ours), tps(reference))} | {ratio(tps(ours), tps(baseline))} "
+                f"| {ratio(tps(ours), tps(reference))} | {spread} | {ratio(tps(ours), tps(baseline))} "
                 f"| {ratio(tps(reference), tps(baseline))} | {percent(ours)} | {percent(reference)} "
                 f"| {firsts} |"
             )
@@ -482,6 +495,214 @@ def draw_plot(series: dict, path: Path, title: str) -> None:
     plt.close(figure)
 
 
+def measured_parts(results: dict, key: str):
+    """(framework, the worker's `key` entry) for every framework whose worker measured it."""
+    for framework in FRAMEWORKS:
+        for part in results.get(framework, []):
+            if key in part:
+                yield framework, part[key]
+
+
+def median_ratio(ratios: list) -> str:
+    import statistics
+
+    return "—" if not ratios else f"{statistics.median(ratios):.2f}×"
+
+
+def unpadded_section(results: dict, settings: dict) -> list[str]:
+    from bench_unpadded import BATCH_SIZE, LENGTHS
+
+    rows = list(measured_parts(results, "unpadded"))
+    if not rows:
+        return ["Not measured."]
+    workload = rows[0][1]["workload"]
+    shapes = ", ".join(f"{b} × {n}" for b, n in workload["shapes"])
+    lines = [
+        f"The forward pass of the bare model on {len(workload['shapes'])} batches of {BATCH_SIZE} texts "
+        f"({shapes}): token lengths log-normal with median {LENGTHS['median']} and σ {LENGTHS['sigma']}, "
+        f"clipped to [{LENGTHS['low']}, {LENGTHS['high']}] (`benchmarks/bench_unpadded.py`), each batch "
+        "right-padded to its longest text. "
+        f"{workload['real_tokens']:,} real tokens of {workload['positions']:,} positions: **padding "
+        f"fraction {workload['padding_fraction']:.2f}** (per batch "
+        + ", ".join(f"{f:.2f}" for f in workload["per_batch_padding"])
+        + "). Throughput counts real tokens only. The reference runs padded with its default attention "
+        "(it has no other path); ours padded and ours with `unpadded=True`; the three alternate, "
+        f"the order rotating, median of {settings['unpadded_rounds']} rounds after a first call each "
+        "(compilation: XLA per token budget for ours unpadded in TF and Flax).",
+        "",
+        "| framework | reference tok/s | ours padded tok/s | ours unpadded tok/s | unpadded / reference "
+        "| per round | unpadded / ours padded | ours padded / reference | max \\|unpadded − padded\\| |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for framework, measured in rows:
+        rates = measured["tokens_per_s"]
+        ratios = measured["unpadded_vs_reference"]
+        spread = "—" if not ratios else f"{min(ratios):.2f}–{max(ratios):.2f}"
+        lines.append(
+            f"| {FRAMEWORK_NAMES[framework]} | {fmt(rates['reference'])} | {fmt(rates['ours padded'])} "
+            f"| {fmt(rates['ours unpadded'])} | {median_ratio(ratios)} | {spread} "
+            f"| {median_ratio(measured['unpadded_vs_padded'])} "
+            f"| {median_ratio(measured['padded_vs_reference'])} "
+            f"| {measured['unpadded_max_abs_diff']:.1e} |"
+        )
+    return lines
+
+
+def padding_series(results: dict) -> dict:
+    """{label: {padding fraction: real tokens/s}} from every framework's padding sweep."""
+    series = {}
+    for framework, sweep in measured_parts(results, "padding_sweep"):
+        for fraction, measured in sweep.items():
+            for name, rate in measured["tokens_per_s"].items():
+                label = f"{name} {FRAMEWORK_NAMES[framework]}"
+                series.setdefault(label, {})[float(fraction)] = rate
+    return series
+
+
+def padding_section(results: dict, settings: dict, plotted: bool) -> list[str]:
+    from bench_unpadded import SWEEP_SHAPE
+
+    series = padding_series(results)
+    if not series:
+        return ["Not measured."]
+    fractions = sorted({f for points in series.values() for f in points})
+    lines = [f"![real tokens/s against padding fraction]({PADDING_PLOT_NAME})", ""] if plotted else []
+    lines += [
+        f"One batch of {SWEEP_SHAPE[0]} × {SWEEP_SHAPE[1]} (row 0 full length, the others shorter) per "
+        "padding fraction; forward pass, real tokens/s, median of "
+        f"{settings['sweep_repeats']} interleaved rounds:",
+        "",
+        "| implementation | " + " | ".join(f"{f:.2f}" for f in fractions) + " |",
+        "|---|" + "--:|" * len(fractions),
+    ]
+    for label, points in series.items():
+        lines.append(f"| {label} | " + " | ".join(fmt(points.get(f)) for f in fractions) + " |")
+    return lines
+
+
+def draw_padding_plot(series: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"PyTorch": "tab:red", "TensorFlow": "tab:orange", "Flax": "tab:blue"}
+    styles = {"reference": ("s", ":"), "ours padded": ("^", "--"), "ours unpadded": ("o", "-")}
+    figure, axes = plt.subplots(figsize=(8, 5))
+    for label, points in series.items():
+        implementation, framework = label.rsplit(" ", 1)
+        fractions = sorted(points)
+        marker, linestyle = styles[implementation]
+        axes.plot(
+            fractions,
+            [points[f] for f in fractions],
+            marker=marker,
+            linestyle=linestyle,
+            color=colors[framework],
+            label=f"{framework}: {implementation}"
+            + (" (transformers)" if implementation == "reference" else ""),
+        )
+    axes.set_xlabel("padding fraction of the batch")
+    axes.set_ylabel("forward throughput (real tokens/s)")
+    axes.set_ylim(bottom=0)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    axes.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def bf16_section(results: dict, settings: dict) -> list[str]:
+    rows = list(measured_parts(results, "bf16"))
+    if not rows:
+        return ["Not measured."]
+    tokens = settings["batch"] * settings["length"]
+    native = all(measured.get("native_bf16") for _, measured in rows)
+    lines = (
+        []
+        if native
+        else [
+            "**This CPU has no native bf16** (no `avx512_bf16` or `amx_bf16` in /proc/cpuinfo; torch "
+            "reports its CPU capability as `"
+            + rows[0][1].get("capability", "AVX2")
+            + "`): a bf16 product is emulated, as the matmul rows show, so bf16 is no speed-up here. "
+            "The PyTorch model forward in bf16 is then not run (at the emulated rate one base-size "
+            "forward takes many minutes); XLA CPU converts bf16 dots to float32 ones with conversions "
+            "around them, so the Flax rows are measured.",
+            "",
+        ]
+    )
+    lines += [
+        "One n × n product (n = 1024), best of 3, GFLOP/s:",
+        "",
+        "| matmul | GFLOP/s |",
+        "|---|--:|",
+    ]
+    for _, measured in rows:
+        for name, rate in measured.get("matmul_gflops", {}).items():
+            lines.append(f"| {name} | {rate:.1f} |")
+    lines += [
+        "",
+        f"Forward of the bare model, {settings['batch']} × {settings['length']}, interleaved rounds, "
+        f"median of {settings['repeats']}. PyTorch: `model.to(torch.bfloat16)` (weights and activations "
+        "in bf16) and float32 weights under `torch.autocast('cpu', dtype=torch.bfloat16)`; Flax: "
+        "`dtype=jnp.bfloat16` (computation in bf16, float32 weights). The bound is the README's: "
+        "8 · 2⁻⁸ · (layers + 1) · max |float32 output|.",
+        "",
+        "| framework | implementation | tok/s | / ours float32 | per round | max \\|bf16 − float32\\| "
+        "| bound |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
+    for framework, measured in rows:
+        if "timings" not in measured:
+            lines.append(f"| {FRAMEWORK_NAMES[framework]} | not run: no native bf16 on this CPU | | | | | |")
+            continue
+        timings = measured["timings"]
+        base = timings["ours float32"]
+        for name, timing in timings.items():
+            agreement = (
+                (f"{measured['max_abs_diff']:.2e}", f"{measured['bound']:.2e}")
+                if name == "ours bfloat16"
+                else ("", "")
+            )
+            lines.append(
+                f"| {FRAMEWORK_NAMES[framework]} | {name} | {fmt(tokens / timing['median'])} "
+                f"| {ratio(base['median'], timing['median'])} "
+                f"| {round_range(timing['times'], base['times'])} "
+                f"| {agreement[0]} | {agreement[1]} |"
+            )
+    return lines
+
+
+def masked_lm_section(results: dict, settings: dict) -> list[str]:
+    rows = list(measured_parts(results, "masked_lm"))
+    if not rows:
+        return ["Not measured."]
+    tokens = settings["batch"] * settings["length"]
+    lines = [
+        f"`XLMRobertaForMaskedLM`, {settings['batch']} × {settings['length']}, about 15 % of positions "
+        "labelled (the rest -100), dropout on, forward, backward and one fused AdamW step for both "
+        "(ours through `xlmr_torch.training.adamw`, the reference as `transformers.Trainer` builds it "
+        "by default with torch >= 2.8; `benchmarks/bench_torch.py` also times both on AdamW's plain "
+        "default); ours with `labelled_positions_only=True`, the reference "
+        "computing logits at every position "
+        f"as it must; interleaved rounds, median of {settings['repeats']}.",
+        "",
+        "| framework | labelled | ours tok/s | reference tok/s | ours / reference | per round |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for framework, measured in rows:
+        ours, reference = measured["timings"]["ours"], measured["timings"]["reference"]
+        lines.append(
+            f"| {FRAMEWORK_NAMES[framework]} | {100 * measured['labelled_fraction']:.1f} % "
+            f"| {fmt(tokens / ours['median'])} | {fmt(tokens / reference['median'])} "
+            f"| {ratio(reference['median'], ours['median'])} "
+            f"| {round_range(ours['times'], reference['times'])} |"
+        )
+    return lines
+
+
 def write_report(path: Path, sections: list[tuple[str, list[str]]], header: list[str]) -> None:
     text = "\n".join(header) + "\n"
     for title, lines in sections:
@@ -513,8 +734,7 @@ def run_measurements(settings: dict, skip: set[str]) -> Run:
     started = time.perf_counter()
     parts = [
         ("PyTorch: ours and reference", "torch", "torch", False),
-        ("TensorFlow: ours (Keras 3)", "tf", "tf", False),
-        ("TensorFlow: reference (Keras 2, own process)", "tf-reference", "tf", True),
+        ("TensorFlow: ours (Keras 3) and reference (Keras 2)", "tf", "tf", False),
         ("Flax: ours and reference", "flax", "flax", False),
     ]
     parts = [part for part in parts if part[1] not in skip]
@@ -605,12 +825,13 @@ def compose_report(run: Run, settings: dict, machine: dict, quick: bool, plotted
         "- Forward: the bare model (`XLMRobertaModel`, encoder + pooler), dropout off, no gradients.",
         f"- Train step: `XLMRobertaForSequenceClassification` ({config.num_labels} labels), dropout on, "
         "cross-entropy, backward, one AdamW update (lr 1e-5; no gradient clipping).",
-        "- Timing: one first call (tracing and XLA compilation, reported separately), then the median of "
-        f"{settings['repeats']} calls.",
-        "- Ours and the reference of the same framework run the same step, in the same process, one after "
-        "the other — except the reference TensorFlow, which needs Keras 2 (`tf_keras`, "
-        "`TF_USE_LEGACY_KERAS=1`) and so runs in a process of its own, after ours and never at the same "
-        "time (it checks that our Keras 3 code was not imported). Every measurement runs alone.",
+        "- Timing: one first call of each implementation (tracing and XLA compilation, reported "
+        f"separately), then {settings['repeats']} rounds in which ours and the reference each run once, "
+        "who goes first swapping from round to round; the medians give the throughputs, and *per round* "
+        "is the lowest and highest of the rounds' own ratios: the machine's noise on that ratio.",
+        "- Ours and the reference of a framework run in the same process, alternating; each framework "
+        "has a process of its own, and only one runs at a time. The reference TF port runs on Keras 2 "
+        "(`tf_keras`, which `transformers` imports itself) next to our Keras 3 models.",
         *(
             f"- {FRAMEWORK_NAMES[fw]}: {FAST_PATH[fw]} — the same for ours and the reference."
             for fw in FRAMEWORKS
@@ -626,6 +847,10 @@ def compose_report(run: Run, settings: dict, machine: dict, quick: bool, plotted
         ("Throughput (tokens/s)", throughput_section(run.results, settings, config)),
         ("Matmul peak and FLOP count", flops_section(run.results, settings, config)),
         ("Throughput against sequence length", sweep_section(sweep_series(run.results), settings, plotted)),
+        ("Real-length batches: padded and unpadded", unpadded_section(run.results, settings)),
+        ("Throughput against padding fraction", padding_section(run.results, settings, plotted)),
+        ("bf16 on CPU", bf16_section(run.results, settings)),
+        ("Masked-LM training step", masked_lm_section(run.results, settings)),
     ]
     if run.loads:
         load_intro = (
@@ -693,9 +918,18 @@ def main() -> int:
             f"{datetime.date.today().isoformat()}"
         )
         draw_plot(series, output / PLOT_NAME, title)
+        padding = padding_series(run.results)
+        if padding:
+            draw_padding_plot(
+                padding,
+                output / PADDING_PLOT_NAME,
+                title.replace("against sequence length", "against padding fraction (real tokens)").replace(
+                    f"~{settings['sweep_tokens']} tokens/batch", "one 8 x 256 batch per point"
+                ),
+            )
     header, sections = compose_report(run, settings, machine, args.quick, plotted)
     write_report(output / "RESULTS.md", sections, header)
-    wrote = f"wrote {output / 'RESULTS.md'}" + (f" and {output / PLOT_NAME}" if plotted else "")
+    wrote = f"wrote {output / 'RESULTS.md'}" + (f" and the plots in {output}" if plotted else "")
     print(wrote, file=sys.stderr)
     return 1 if run.runner.failures else 0
 
