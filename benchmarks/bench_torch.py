@@ -29,6 +29,7 @@ os.environ.setdefault("USE_FLAX", "0")
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from bench_unpadded import interleaved  # noqa: E402 - rounds that rotate who goes first
 
 import xlmr_torch  # noqa: E402
 from xlmr_core import XLMRobertaConfig  # noqa: E402
@@ -70,21 +71,6 @@ def forward_step(model, inputs):
             model(**inputs)
 
     return step
-
-
-def interleaved(steps: dict, repeats: int) -> dict:
-    """Per-round seconds of each step in `steps` (name -> step), after one warm-up run each;
-    within a round the steps run one after the other, the order rotating every round."""
-    names = list(steps)
-    for name in names:
-        steps[name]()
-    times = {name: [] for name in names}
-    for round_ in range(repeats):
-        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
-            start = time.perf_counter()
-            steps[name]()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def train_step(model, inputs, optimizer=None, **forward_kwargs):
@@ -166,7 +152,7 @@ def main():
     # headline pair both use the fused kernel: ours through `adamw`, the reference as its own
     # Trainer builds it by default with torch >= 2.8 ("adamw_torch_fused"). The second pair
     # both use torch.optim.AdamW's plain default (the for-loop update on CPU).
-    times = interleaved(
+    timings = interleaved(
         {
             "ours": train_step(
                 ours, mlm_inputs, adamw(ours.parameters(), lr=1e-5), labelled_positions_only=True
@@ -177,6 +163,7 @@ def main():
         },
         args.repeats,
     )
+    times = {name: timing["times"] for name, timing in timings.items()}
     ratios = {}
     for name, against, label in (
         ("ours", "reference", "masked-LM step (15% labelled)"),

@@ -19,6 +19,7 @@ import numpy as np
 
 from xlmr_core.architecture import detect_heads
 from xlmr_core.checkpoint import canonicalize, check_shapes, describe_non_finite, non_finite, open_checkpoint
+from xlmr_core.unpadding import zero_padded_positions
 
 from .convert import read_config
 from .errors import EXIT_OK, EXIT_VERIFY_FAILED, ConversionError, MissingDependencyError
@@ -153,23 +154,6 @@ def tf_full_float32():
         tf.config.experimental.enable_tensor_float_32_execution(enabled)
 
 
-# Outputs with a sequence axis: with unpadded=True their padded positions are zeros.
-TOKEN_FIELDS = {"last_hidden_state", "start_logits", "end_logits"}
-TOKEN_LOGIT_HEADS = {"ForMaskedLM", "ForCausalLM", "ForTokenClassification"}
-
-
-def zero_padding(head: str, outputs: dict, attention_mask: np.ndarray) -> dict:
-    """`outputs` with every sequence position the mask leaves out set to 0 (the unpadded contract)."""
-    keep = attention_mask.astype(bool)
-    zeroed = {}
-    for field, value in outputs.items():
-        per_token = field in TOKEN_FIELDS or (field == "logits" and head in TOKEN_LOGIT_HEADS)
-        if per_token:
-            value = np.where(keep.reshape(keep.shape + (1,) * (value.ndim - keep.ndim)), value, 0.0)
-        zeroed[field] = value
-    return zeroed
-
-
 def run_torch(
     directory: Path, head: str, inputs, fields, device: str, float64: bool = False, unpadded: bool = False
 ) -> dict:
@@ -250,7 +234,9 @@ def compare(
             try:
                 results["float64"] = run_torch(directory, head, head_inputs, fields, "cpu", float64=True)
                 if unpadded:
-                    results["float64"] = zero_padding(head, results["float64"], head_inputs["attention_mask"])
+                    results["float64"] = zero_padded_positions(
+                        head, results["float64"], head_inputs["attention_mask"]
+                    )
             except Exception as error:
                 results["float64"] = f"{type(error).__name__}: {error}"
         pairs = [(fw, "float64") for fw in frameworks if "float64" in results]

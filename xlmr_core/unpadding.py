@@ -93,3 +93,24 @@ def check_contiguous_rows(attention_mask) -> None:
             f"unpadded=True needs each row of attention_mask to be one run of 1s (right or left "
             f"padding); row {int(bad[0])} has padding between real tokens"
         )
+
+
+# Output fields with a sequence axis, which the unpadded path zeroes at padded positions; a
+# `logits` field has one only for the token-level heads.
+TOKEN_FIELDS = ("last_hidden_state", "start_logits", "end_logits")
+TOKEN_LOGIT_HEADS = ("ForMaskedLM", "ForCausalLM", "ForTokenClassification")
+
+
+def zero_padded_positions(head: str, outputs: dict, attention_mask) -> dict:
+    """`outputs` (numpy, padded path) as the unpadded path returns them: padded positions zero.
+
+    `head` is a head name as in `xlmr_core.architecture.HEADS` ("Model", "ForMaskedLM", ...);
+    fields without a sequence axis (pooler output, sentence-level logits, losses) pass unchanged.
+    """
+    keep = np.asarray(attention_mask).astype(bool)
+    zeroed = {}
+    for field, value in outputs.items():
+        if field in TOKEN_FIELDS or (field == "logits" and head in TOKEN_LOGIT_HEADS):
+            value = np.where(keep.reshape(keep.shape + (1,) * (value.ndim - keep.ndim)), value, 0.0)
+        zeroed[field] = value
+    return zeroed

@@ -10,6 +10,7 @@ from xlmr_core.unpadding import (
     check_unpadded_options,
     padding_fraction,
     token_budget,
+    zero_padded_positions,
 )
 
 
@@ -71,3 +72,18 @@ def test_right_left_and_empty_rows_are_contiguous(mask):
 def test_padding_between_real_tokens_is_named_by_row():
     with pytest.raises(ValueError, match="row 1 has padding between real tokens"):
         check_contiguous_rows(np.array([[1, 1, 0, 0], [1, 0, 1, 1]]))
+
+
+def test_zero_padded_positions_zeroes_only_the_sequence_fields_at_padding():
+    mask = np.array([[1, 1, 0]])
+    outputs = {
+        "last_hidden_state": np.ones((1, 3, 2)),
+        "pooler_output": np.ones((1, 2)),
+        "logits": np.ones((1, 3, 5)),
+    }
+    token = zero_padded_positions("ForMaskedLM", outputs, mask)
+    assert token["last_hidden_state"][0, :, 0].tolist() == [1, 1, 0]
+    assert token["logits"][0, :, 0].tolist() == [1, 1, 0]
+    assert token["pooler_output"].tolist() == [[1, 1]]
+    sentence = zero_padded_positions("ForSequenceClassification", {"logits": np.ones((1, 3))}, mask)
+    assert sentence["logits"].tolist() == [[1, 1, 1]]  # [batch, labels]: no sequence axis

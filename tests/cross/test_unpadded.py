@@ -22,6 +22,7 @@ from tests.cross.harness import (
     load_adapter,
     max_abs_diff,
 )
+from xlmr_core.unpadding import TOKEN_LOGIT_HEADS, zero_padded_positions
 
 HEAVY = bool(os.environ.get("XLMR_HEAVY"))
 # The default run: every head with absolute positions, relative_key_query on the bare model
@@ -32,7 +33,6 @@ CASES = [
     for kind in POSITION_KINDS
     if HEAVY or kind == "absolute" or (head, kind) == ("Model", "relative_key_query")
 ]
-TOKEN_LOGIT_HEADS = {"ForMaskedLM", "ForCausalLM", "ForTokenClassification"}
 LENGTHS = (7, 4, 5, 1)  # per row: full, right-padded, left-padded, one token
 
 
@@ -85,20 +85,6 @@ def masked_span_loss(outputs: dict, inputs: dict) -> float:
     return float(np.mean(losses))
 
 
-def zero_padding(head: str, outputs: dict, mask: np.ndarray) -> dict:
-    """The padded path's outputs as the unpadded path returns them: padded positions zero."""
-    keep = mask.astype(bool)
-    expected = {}
-    for field, value in outputs.items():
-        per_token = field in ("last_hidden_state", "start_logits", "end_logits") or (
-            field == "logits" and head in TOKEN_LOGIT_HEADS
-        )
-        if per_token:
-            value = np.where(keep.reshape(keep.shape + (1,) * (value.ndim - keep.ndim)), value, 0.0)
-        expected[field] = value
-    return expected
-
-
 @pytest.fixture(scope="module")
 def padded_torch(checkpoint):
     """`padded_torch(head, kind)` -> (directory, config, inputs, torch's padded outputs, zeroed)."""
@@ -111,7 +97,7 @@ def padded_torch(checkpoint):
             torch_adapter = load_adapter("torch")
             model = torch_adapter.load(directory, head)
             outputs = torch_adapter.forward(model, inputs)
-            expected = zero_padding(head, outputs, inputs["attention_mask"])
+            expected = zero_padded_positions(head, outputs, inputs["attention_mask"])
             if head == "ForQuestionAnswering":
                 expected["loss"] = np.float64(masked_span_loss(outputs, inputs))
             made[head, kind] = (directory, config, inputs, expected)
