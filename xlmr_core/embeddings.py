@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_write_text
-from .formats.base import CheckpointError, clip, short
+from .formats.base import CheckpointError, clip, parse_json, short
 
 POOLING_MODES = ("mean", "cls", "max")
 DEFAULT_POOLING = "mean"
@@ -37,6 +37,8 @@ DEFAULT_MAX_LENGTH = 512
 DEFAULT_BATCH_SIZE = 32
 
 MODULES_NAME = "modules.json"
+# The sentence-transformers settings files are a few hundred bytes; larger is no such file.
+MAX_SETTINGS_BYTES = 1_000_000
 SENTENCE_BERT_CONFIG_NAME = "sentence_bert_config.json"
 SENTENCE_TRANSFORMERS_CONFIG_NAME = "config_sentence_transformers.json"
 POOLING_CONFIG_NAME = "config.json"
@@ -127,10 +129,15 @@ class SentenceTransformersSettings:
 
 def _read_json(path: Path, kind: type):
     """`path`'s JSON content, checked to be a `kind` (dict or list); one-line `CheckpointError` if not."""
+    # Its size is checked before it is read, its nesting before `json` (whose parser recurses) sees it.
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        size = path.stat().st_size
+        raw = path.read_bytes() if size <= MAX_SETTINGS_BYTES else None
+    except OSError as error:
         raise CheckpointError(f"{path} cannot be read as JSON: {clip(error, 120)}") from None
+    if raw is None:
+        raise CheckpointError(f"{path} cannot be read as JSON: {size} bytes (at most {MAX_SETTINGS_BYTES})")
+    data = parse_json(raw, f"{path} cannot be read as JSON", CheckpointError)
     if not isinstance(data, kind):
         expected = "an object" if kind is dict else "a list"
         raise CheckpointError(f"{path} must hold {expected}, got {type(data).__name__}")

@@ -182,6 +182,8 @@ def safetensors_file(rng: random.Random, valid: bytes) -> bytes:
         return mutate_bytes(rng, valid)
     if roll < 0.45:
         return _raw_header(rng)
+    if roll < 0.55:
+        return safetensors_coverage(rng)
     header: dict = {}
     offset = 0
     for index in range(rng.randint(0, 4)):
@@ -214,6 +216,22 @@ def safetensors_file(rng: random.Random, valid: bytes) -> bytes:
     data = bytes(offset if rng.random() < 0.8 else rng.randint(0, offset + 8))
     length = len(raw) if rng.random() < 0.9 else rng.choice([0, 1, len(raw) + 1, 2**64 - 1, 10**8 + 1])
     return struct.pack("<Q", length) + raw + data
+
+
+def safetensors_coverage(rng: random.Random) -> bytes:
+    """A well-formed safetensors file whose tensors do not cover the data section exactly (bytes
+    before the first, holes, overlaps, trailing bytes) or whose metadata values are not strings."""
+    header: dict = {}
+    offset = rng.choice([0, 0, 0, 4, 8])
+    for index in range(rng.randint(0, 3)):
+        size = 4 * rng.randint(0, 3)
+        header[f"t{index}"] = {"dtype": "F32", "shape": [size // 4], "data_offsets": [offset, offset + size]}
+        offset += size + rng.choice([0, 0, 0, 4, -4 if size else 0])
+    if rng.random() < 0.3:
+        header["__metadata__"] = {"format": rng.choice(["pt", 1, None, ["pt"], {"a": "b"}, 1.5, True])}
+    raw = json.dumps(header).encode()
+    raw += b" " * rng.choice([0, 0, 3, 64])  # padding the header with spaces is legal
+    return struct.pack("<Q", len(raw)) + raw + bytes(max(0, offset + rng.choice([0, 0, 0, 4, -4])))
 
 
 def _raw_header(rng: random.Random) -> bytes:
@@ -564,3 +582,110 @@ def _labels(rng: random.Random, head: str, shape: tuple, vocab_size: int, num_la
     high = vocab_size if head in ("ForMaskedLM", "ForCausalLM") else num_labels
     labels = (np.arange(int(np.prod(size))).reshape(size) % high).astype(dtype)
     return {"labels": labels}
+
+
+# ------------------------------------------------------------------ pytorch_model.bin
+def _pickle_str(text: str) -> bytes:
+    data = text.encode()
+    return b"X" + struct.pack("<I", len(data)) + data
+
+
+def _pickle_int(value: int) -> bytes:
+    if -(2**31) <= value < 2**31:
+        return b"J" + struct.pack("<i", value)
+    data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(data)]) + data
+
+
+# Opcodes run after the tensor is rebuilt, on the storage (memo 1), the tensor (memo 2), an
+# allowed global or the dict: each sets state, which no torch file does, or does nothing harmful.
+_AFTER_PERSISTENT_LOAD = [
+    b"h\x01}" + _pickle_str("numel") + b"K\x00sb0",  # BUILD the storage's size to 0
+    b"h\x01N}" + _pickle_str("numel") + b"K\x00s\x86b0",  # the same through setattr
+    b"h\x02}" + _pickle_str("shape") + b")sb0",  # BUILD the rebuilt tensor
+    b"ctorch._utils\n_rebuild_parameter\nN}" + _pickle_str("__defaults__") + b"(K\x01ts\x86b0",
+    b"ctorch\nTensor\n}" + _pickle_str("name") + b"K\x01sb0",  # a marker's state
+    b"h\x01" + _pickle_str("k") + b"K\x01s0",  # SETITEM on a storage
+    b"h\x02(K\x01e0",  # APPENDS on a tensor
+    b"ccollections\nOrderedDict\n)R}" + _pickle_str("x") + b"K\x01sb0",
+    b"h\x01h\x01\x86" + b"0",  # harmless: a tuple of the storage, dropped
+    b"",
+]
+
+
+def torch_bin_records(rng: random.Random) -> dict[str, bytes]:
+    """The entries of a `pytorch_model.bin`: one tensor over storage "0", with hostile sizes,
+    strides and offsets, and hostile opcodes after `persistent_load` (see `_AFTER_PERSISTENT_LOAD`)."""
+    size = [rng.choice([0, 1, 2, 3, 4, 99]) for _ in range(rng.randint(0, 3))]
+    stride = [rng.choice([0, 1, 2, 3, 99, 2**31]) for _ in size]
+    numel = (
+        rng.choice([0, 1, 4, 16, 3168, 2**31, 2**62]) if rng.random() < 0.6 else max(1, int(np.prod(size)))
+    )
+    record = bytes(4 * rng.choice([0, 1, 4, 16, max(1, int(np.prod(size)))]))
+    storage = (
+        b"(" + _pickle_str("storage") + b"ctorch\nFloatStorage\n" + _pickle_str("0") + _pickle_str("cpu")
+        + _pickle_int(numel) + b"tQq\x01"
+    )  # fmt: skip
+    arguments = (
+        b"(" + storage + _pickle_int(rng.choice([0, 0, 1, 5, -1]))
+        + b"(" + b"".join(map(_pickle_int, size)) + b"t"
+        + b"(" + b"".join(map(_pickle_int, stride)) + b"t" + b"\x89" + b"ccollections\nOrderedDict\n)R" + b"t"
+    )  # fmt: skip
+    tensor = b"ctorch._utils\n_rebuild_tensor_v2\n" + arguments + b"Rq\x02"
+    after = rng.choice(_AFTER_PERSISTENT_LOAD)
+    pickle_bytes = b"\x80\x02ccollections\nOrderedDict\n)R(" + _pickle_str("w") + tensor + b"u" + after + b"."
+    return {"archive/data.pkl": pickle_bytes, "archive/data/0": record, "archive/version": b"3\n"}
+
+
+def torch_zip(rng: random.Random, records: dict[str, bytes]) -> bytes:
+    """`records` as a zip archive with its structure damaged: duplicate names, compressed entries
+    (a small bomb among them), a second or no `data.pkl`, declared sizes that lie, cut short."""
+    import io
+    import zipfile
+
+    entries = list(records.items())
+    roll = rng.random()
+    if roll < 0.15:
+        name = rng.choice([name for name, _ in entries])
+        entries.append((name, mutate_bytes(rng, dict(entries)[name] or b"\0")))
+    elif roll < 0.25:
+        entries.append(("other/data.pkl", records["archive/data.pkl"]))
+    elif roll < 0.3:
+        entries = [(n, d) for n, d in entries if n != "archive/data.pkl"]
+    elif roll < 0.35:
+        entries = [(n, bytes(rng.choice([1, 10**6])) if n == "archive/data/0" else d) for n, d in entries]
+    compress = zipfile.ZIP_DEFLATED if roll > 0.85 else zipfile.ZIP_STORED
+    buffer = io.BytesIO()
+    import warnings
+
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w", compress) as archive:
+        warnings.simplefilter("ignore")  # duplicate names are the point
+        for name, data in entries:
+            archive.writestr(name, data)
+    data = bytearray(buffer.getvalue())
+    if 0.35 <= roll < 0.45:  # a central directory entry's declared uncompressed size lies
+        at = data.rfind(b"PK\x01\x02")
+        if at >= 0:
+            data[at + 24 : at + 28] = struct.pack("<I", rng.choice([0, 2**31, 2**32 - 1]))
+    elif 0.45 <= roll < 0.5:
+        return mutate_bytes(rng, bytes(data))
+    return bytes(data)
+
+
+# ------------------------------------------------------------------ tf_model.h5
+H5_STORAGE_KINDS = [
+    "external",
+    "virtual",
+    "external_link",
+    "soft_link",
+    "dangling_soft",
+    "compact",
+    "chunked",
+    "plain",
+]
+
+
+def h5_storage_kind(rng: random.Random) -> str:
+    """How the dataset of one weight is stored: in another file (external raw storage, a virtual
+    dataset, an external link), through a soft link, or inside the file (compact, chunked, plain)."""
+    return rng.choice(H5_STORAGE_KINDS)

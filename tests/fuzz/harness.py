@@ -211,6 +211,7 @@ DEFAULT_CASES = {
     "text": 400,
     "decode": 100,
     "safetensors": 100,
+    "weight_files": 60,
     "config": 100,
     "tokenizer_json": 60,
     "sentencepiece": 60,

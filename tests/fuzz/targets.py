@@ -142,6 +142,89 @@ class SafetensorsTarget(_Files):
                 load_checkpoint(directory)
 
 
+class WeightFilesTarget(_Files):
+    """`pytorch_model.bin` (opcodes after persistent_load, strides, zip structure) and `tf_model.h5`
+    (where a dataset keeps its bytes): load every tensor. An accepted bin must give the zeros its
+    record holds (anything else is memory read from outside it); an accepted h5 must give the
+    weights written, never bytes of another file."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = seed
+        self.h5 = importlib.util.find_spec("h5py") is not None
+
+    def case(self, index: int) -> None:
+        from xlmr_core.checkpoint import load_checkpoint
+
+        rng = case_rng("weight_files", self.seed, index)
+        with self.case_dir() as directory:
+            checkpoint = directory / "checkpoint"
+            checkpoint.mkdir()
+            if self.h5 and rng.random() < 0.3:
+                expected = self._h5(rng, checkpoint, directory)
+                loaded = load_checkpoint(checkpoint)
+                if any(not np.array_equal(loaded[name], array) for name, array in expected.items()):
+                    raise Broken("an accepted tf_model.h5 gave other weights than were written")
+                return
+            data = gen.torch_zip(rng, gen.torch_bin_records(rng))
+            (checkpoint / "pytorch_model.bin").write_bytes(data)
+            for name, array in load_checkpoint(checkpoint).items():
+                if np.any(array):
+                    raise Broken(f"tensor {name} holds bytes that are not its record's (all zeros)")
+
+    def _h5(self, rng: random.Random, checkpoint: Path, outside: Path) -> dict:
+        import h5py
+
+        from xlmr_core.checkpoint import write_weights
+
+        state = {
+            "embeddings.word_embeddings.weight": np.arange(24, dtype=np.float32).reshape(6, 4),
+            "embeddings.position_embeddings.weight": np.ones((5, 4), np.float32),
+        }
+        write_weights(checkpoint, state, "tf")
+        kind = gen.h5_storage_kind(rng)
+        secret = outside / "secret.bin"
+        if kind == "external" and rng.random() < 0.3 and hasattr(os, "mkfifo"):
+            os.mkfifo(secret)  # reading it would block for ever
+        else:
+            secret.write_bytes(bytes(range(256)) * 4)
+        with h5py.File(checkpoint / "tf_model.h5", "a") as h5:
+            group = h5["roberta"]
+            names = [n for n in group.attrs["weight_names"].astype(str)]
+            name = rng.choice(names)
+            array = np.asarray(group[name])
+            other = group[next(n for n in names if n != name)].name
+            del group[name]
+            if kind == "external":
+                group.create_dataset(
+                    name, array.shape, array.dtype, external=[(str(secret), 0, array.nbytes)]
+                )
+            elif kind == "virtual":
+                with h5py.File(outside / "other.h5", "w") as f:
+                    f["data"] = array + 1
+                layout = h5py.VirtualLayout(shape=array.shape, dtype=array.dtype)
+                layout[:] = h5py.VirtualSource(str(outside / "other.h5"), "data", shape=array.shape)
+                group.create_virtual_dataset(name, layout)
+            elif kind == "external_link":
+                with h5py.File(outside / "other.h5", "w") as f:
+                    f["data"] = array + 1
+                group[name] = h5py.ExternalLink(str(outside / "other.h5"), "data")
+            elif kind in ("soft_link", "dangling_soft"):
+                group[name] = h5py.SoftLink(other if kind == "soft_link" else "/nowhere")
+            elif kind == "compact":
+                space = h5py.h5s.create_simple(array.shape)
+                plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+                plist.set_layout(h5py.h5d.COMPACT)
+                parent = group.require_group(name.rsplit("/", 1)[0])
+                leaf = name.rsplit("/", 1)[1].encode()
+                h5py.h5d.create(parent.id, leaf, h5py.h5t.IEEE_F32LE, space, dcpl=plist).write(
+                    h5py.h5s.ALL, h5py.h5s.ALL, np.ascontiguousarray(array)
+                )
+            else:
+                group.create_dataset(name, data=array, chunks=True if kind == "chunked" else None)
+        return state
+
+
 def _lazy(array):
     from xlmr_core.formats.base import eager
 
@@ -624,6 +707,7 @@ TARGETS = {
     "special_tokens": SpecialTokensTarget,
     "text": TextTarget,
     "decode": DecodeTarget,
+    "weight_files": WeightFilesTarget,
     "cli": CliTarget,
     "model_torch": TorchInputs,
     "model_tf": TfInputs,

@@ -176,6 +176,10 @@ def _flax_leaf(value, path: Path, name: str) -> LazyTensor:
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path}: malformed chunked array {short(name)}") from None
         pieces = [_flax_leaf(chunk, path, name) for chunk in chunks]
+        if not pieces or any(p.dtype != pieces[0].dtype for p in pieces):
+            raise CheckpointError(
+                f"{path}: chunked array {short(name)} has no chunks or chunks of mixed dtypes"
+            )
         dtype = pieces[0].dtype
         if sum(p.nbytes for p in pieces) != math.prod(shape) * dtype.itemsize:
             raise CheckpointError(f"{path}: chunks of {short(name)} do not add up to {list(shape)}")

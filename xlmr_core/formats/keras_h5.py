@@ -35,6 +35,38 @@ def _attribute_list(group, name: str) -> list[str]:
     return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
 
 
+def _member(h5py, group, name: str, where: str):
+    """`group[name]`, followed one path component at a time through hard links only.
+
+    A soft or external link (or a missing member) is refused before HDF5 follows it: an external
+    link would open another file, named by this one."""
+    node = group
+    for part in name.split("/"):
+        if not part:
+            continue
+        link = node.get(part, getlink=True)
+        if link is None:
+            raise CheckpointError(f"{where} is listed but missing")
+        if not isinstance(link, h5py.HardLink):
+            kind = "an external link" if isinstance(link, h5py.ExternalLink) else "a soft link"
+            raise CheckpointError(f"{where} is {kind}; only data stored in the file itself is read")
+        node = node[part]
+    return node
+
+
+def _check_storage(h5py, dataset, where: str) -> None:
+    """Refuse a dataset whose bytes live outside the file (external raw files, virtual datasets):
+    HDF5 would read whatever file the dataset names, a FIFO included."""
+    plist = dataset.id.get_create_plist()
+    layout = plist.get_layout()
+    if layout == h5py.h5d.VIRTUAL:
+        raise CheckpointError(f"{where} is a virtual dataset; only data stored in the file itself is read")
+    if plist.get_external_count() or layout not in (h5py.h5d.CONTIGUOUS, h5py.h5d.CHUNKED, h5py.h5d.COMPACT):
+        raise CheckpointError(
+            f"{where} keeps its data in an external file; only data stored in the file itself is read"
+        )
+
+
 def _dataset_tensor(path: Path, dataset, name: str) -> LazyTensor:
     dtype = np.dtype(dataset.dtype)
     if dtype.kind not in "fiub":
@@ -62,7 +94,7 @@ def read(path: str | os.PathLike) -> tuple[dict[str, LazyTensor], Callable[[], N
     except (OSError, ValueError) as error:
         raise CheckpointError(f"{path}: not a readable HDF5 file ({reason(error)})") from None
     try:
-        tf_state = _read_layers(path, h5, h5py.Dataset)
+        tf_state = _read_layers(path, h5, h5py)
         try:
             tensors = to_canonical_state(tf_state, "tf")  # renames, and transposes kernels lazily
         except KeyError as error:
@@ -80,23 +112,26 @@ def read(path: str | os.PathLike) -> tuple[dict[str, LazyTensor], Callable[[], N
     return tensors, h5.close
 
 
-def _read_layers(path: Path, h5, dataset_type) -> dict[str, LazyTensor]:
+def _read_layers(path: Path, h5, h5py) -> dict[str, LazyTensor]:
     layer_names = _attribute_list(h5, "layer_names")
     if not layer_names:
         raise CheckpointError(f"{path}: no 'layer_names' attribute; not a Keras weights file")
     tf_state: dict[str, LazyTensor] = {}
     for layer_name in layer_names:
-        if layer_name not in h5:
+        group = _member(h5py, h5, layer_name, f"{path}: layer {short(layer_name)}")
+        if not isinstance(group, h5py.Group):
             raise CheckpointError(f"{path}: layer {short(layer_name)} is listed but has no group")
-        group = h5[layer_name]
         for weight_name in _attribute_list(group, "weight_names"):
             # `tfxlm_roberta_for_masked_lm/roberta/embeddings/...:0`: drop the model scope and `:0`.
             name = re.sub(r":\d+$", "", weight_name.split("/", 1)[-1])
             if name in tf_state:
                 continue  # the tied word embeddings are listed again under the LM head
-            if weight_name not in group or not isinstance(group[weight_name], dataset_type):
-                raise CheckpointError(f"{path}: weight {short(weight_name)} is listed but missing")
-            tf_state[name] = _dataset_tensor(path, group[weight_name], weight_name)
+            where = f"{path}: weight {short(weight_name)}"
+            dataset = _member(h5py, group, weight_name, where)
+            if not isinstance(dataset, h5py.Dataset):
+                raise CheckpointError(f"{where} is listed but missing")
+            _check_storage(h5py, dataset, where)
+            tf_state[name] = _dataset_tensor(path, dataset, weight_name)
     return tf_state
 
 

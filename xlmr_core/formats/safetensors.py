@@ -71,13 +71,19 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, dict], dict[str, str
         raise CheckpointError(f"{path}: corrupt safetensors file (header nested too deeply)")
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise CheckpointError(f"{path}: corrupt safetensors file (header is not valid JSON)") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: corrupt safetensors file (header is not a JSON object)")
-    metadata = header.pop("__metadata__", {})
+    metadata = header.pop("__metadata__", None)
+    metadata = {} if metadata is None else metadata  # the format's reference reads null as none
     if not isinstance(metadata, dict):
         raise CheckpointError(f"{path}: corrupt safetensors file (__metadata__ is not an object)")
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise CheckpointError(
+                f"{path}: corrupt safetensors file (__metadata__ value {short(key, 60)} is not a string)"
+            )
     data_start = 8 + header_len
     data_size = size - data_start
     spans = []
@@ -109,12 +115,23 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, dict], dict[str, str
                 f"of the data section, which has only {data_size} bytes"
             )
         spans.append((begin, end, name))
+    # As the format's reference demands, the tensors cover the data section exactly: no bytes
+    # before the first, between two or after the last (unread bytes could hide anything).
     spans.sort()
-    for (_, end_a, name_a), (begin_b, _, name_b) in zip(spans, spans[1:]):
-        if begin_b < end_a:
+    covered = 0
+    for begin, end, name in spans:
+        if begin != covered:
+            problem = "overlaps the tensor before it" if begin < covered else "leaves a gap before it"
             raise CheckpointError(
-                f"{path}: corrupt safetensors file: {short(name_a)} and {short(name_b)} overlap"
+                f"{path}: corrupt safetensors file: tensor {short(name)} starts at byte {begin} of the data "
+                f"section and {problem} (which ends at byte {covered})"
             )
+        covered = end
+    if covered != data_size:
+        raise CheckpointError(
+            f"{path}: corrupt safetensors file: the tensors cover {covered} bytes of the data section, "
+            f"which has {data_size} (trailing bytes)"
+        )
     return header, metadata, data_start
 
 

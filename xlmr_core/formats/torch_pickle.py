@@ -2,7 +2,10 @@
 
 Reading runs no pickled code: a restricted unpickler resolves only plain containers, the
 tensor rebuild functions (mapped to our own numpy versions) and `argparse.Namespace` (a
-plain record); any other global stops it with an error naming that global. Both of torch's
+plain record); any other global stops it with an error naming that global, and no object
+but a fresh `Namespace` may have its state set (`BUILD`). Every strided view is bounded by
+the bytes its record really holds when it is loaded. The archive must be what `torch.save`
+writes: no two entries of one name, records stored uncompressed. Both of torch's
 layouts are read: the zip archive (torch >= 1.6) and the older single stream. Tensors come
 back as `LazyTensor`s whose bytes are read from the archive on `load()`.
 
@@ -83,18 +86,22 @@ class _StorageType:
 class _Storage:
     """A flat run of elements in the file, read when a tensor over it is loaded."""
 
-    def __init__(self, dtype: np.dtype, numel: int, read, read_range=None):
+    def __init__(self, dtype: np.dtype, numel: int, read, read_range=None, where: str = "a torch file"):
         # `read()` gives the raw bytes; `read_range(first, count)`, where the file allows,
-        # reads `count` elements from element `first` alone.
+        # reads `count` elements from element `first` alone. `where` names the file and record.
         self.dtype, self.numel, self.read, self.read_range = dtype, int(numel), read, read_range
+        self.where = where
+
+    def __setstate__(self, state):
+        raise CheckpointError("the pickle sets the state of a tensor storage, which torch never does")
 
     def load(self) -> np.ndarray:
         raw, little = self.read(), self.dtype.newbyteorder("<")
         if len(raw) % little.itemsize:
-            raise CheckpointError(f"a tensor storage of {len(raw)} bytes does not hold whole {self.dtype}s")
+            raise CheckpointError(f"{self.where} of {len(raw)} bytes does not hold whole {self.dtype}s")
         data = raw.view(little) if isinstance(raw, np.ndarray) else np.frombuffer(raw, dtype=little)
         if data.size < self.numel:
-            raise CheckpointError(f"a tensor storage holds {data.size} elements, {self.numel} expected")
+            raise CheckpointError(f"{self.where} holds {data.size} elements, {self.numel} expected")
         return data
 
 
@@ -123,8 +130,7 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored) -> LazyTen
     numel = math.prod(size)
     contiguous = all(s == math.prod(size[i + 1 :]) for i, (d, s) in enumerate(zip(size, stride)) if d > 1)
 
-    def load():
-        flat = storage.load()
+    def view_of(flat):
         if contiguous and flat.dtype == storage.dtype:
             return flat[offset : offset + numel].reshape(size)  # no copy of a large tensor
         itemsize = flat.dtype.itemsize
@@ -132,6 +138,16 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored) -> LazyTen
             flat[offset:], shape=size, strides=[s * itemsize for s in stride], writeable=False
         )
         return np.array(view, dtype=storage.dtype)  # native byte order
+
+    def load():
+        flat = storage.load()
+        # Bounded by the bytes the record really holds, whatever sizes the pickle declared.
+        if last >= flat.size:
+            raise CheckpointError(
+                f"{storage.where}: a tensor of size {short(list(size), 60)} reaches past its record "
+                f"of {flat.size} elements"
+            )
+        return view_of(flat)
 
     def rows(start, stop):
         row = math.prod(size[1:])
@@ -207,11 +223,25 @@ _ALLOWED_GLOBALS = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(pickle._Unpickler):  # the Python one: its opcodes can be overridden
     def __init__(self, file, path: Path, storages):
         super().__init__(file, encoding="utf-8")
         self.path = path
         self.storages = storages  # (key, dtype, numel) -> _Storage
+
+    def load_build(self):
+        # `BUILD` sets an object's state; torch's pickles only ever set a fresh Namespace's.
+        # Anything else (a storage record's size, a rebuilt tensor, one of the allowed
+        # functions) would let the pickle change what this module checked or runs.
+        state, target = self.stack[-1], self.stack[-2] if len(self.stack) > 1 else None
+        if not (type(target) is PickledArgs and not target and isinstance(state, dict)):
+            raise CheckpointError(
+                f"{self.path}: refused to load: the pickle sets the state of a {type(target).__name__}, "
+                "which torch.save never does (nothing in the file was run)"
+            )
+        super().load_build()
+
+    dispatch = {**pickle._Unpickler.dispatch, pickle.BUILD[0]: load_build}
 
     def find_class(self, module, name):
         if (module, name) in _ALLOWED_GLOBALS:
@@ -244,6 +274,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 base.dtype,
                 view_numel,
                 lambda: base.read()[offset * itemsize : (offset + view_numel) * itemsize],
+                where=base.where,
             )
         return storage
 
@@ -267,8 +298,31 @@ _PICKLE_FAILURES = (
 )
 
 
+def _check_archive(path: Path, archive: zipfile.ZipFile) -> None:
+    """The archive holds what `torch.save` writes, checked before any record is read."""
+    seen, archive_size = set(), path.stat().st_size
+    for info in archive.infolist():
+        if info.filename in seen:
+            # zipfile would take the last entry of a name and torch the first: two readers, two models.
+            raise CheckpointError(f"{path}: the archive holds two entries named {short(info.filename, 60)}")
+        seen.add(info.filename)
+        if info.compress_type != zipfile.ZIP_STORED:
+            # torch.save stores every record as it is; a compressed one is no torch file, and its
+            # declared size (what inflating it would allocate) is not bounded by the file's.
+            raise UnsupportedCheckpointError(
+                f"{path}: record {short(info.filename, 60)} is compressed; torch.save stores records "
+                "uncompressed (save it again with torch.save)"
+            )
+        if info.file_size > archive_size:
+            raise CheckpointError(
+                f"{path}: record {short(info.filename, 60)} declares {info.file_size} bytes, "
+                f"more than the whole file's {archive_size}"
+            )
+
+
 def _load_zip(path: Path):
     archive = zipfile.ZipFile(path)
+    _check_archive(path, archive)
     names = set(archive.namelist())
     pickles = [name for name in names if name.endswith("data.pkl")]
     if len(pickles) != 1:
@@ -288,10 +342,8 @@ def _load_zip(path: Path):
 
         return run
 
-    def data_offset(info: zipfile.ZipInfo) -> int | None:
-        """Where a stored (uncompressed) record's bytes start in the file, or None."""
-        if info.compress_type != zipfile.ZIP_STORED:
-            return None
+    def data_offset(info: zipfile.ZipInfo) -> int:
+        """Where a stored (uncompressed: `_check_archive` refused the rest) record's bytes start."""
         with open(path, "rb") as f:
             f.seek(info.header_offset)
             header = f.read(30)
@@ -311,8 +363,6 @@ def _load_zip(path: Path):
             raise CheckpointError(f"{path}: storage {short(key, 40)} is missing from the archive")
         info = archive.getinfo(name)
         start = data_offset(info)
-        if start is None:  # never written by torch; zipfile decompresses and checks it
-            return _Storage(dtype, numel, guarded(lambda: archive.read(name)))
 
         def read():
             # Straight from the file into one writable array: no second copy of a large table.
@@ -327,7 +377,7 @@ def _load_zip(path: Path):
                 raise CheckpointError(f"{path}: record {short(name, 60)} is shorter than its tensor")
             return np.fromfile(path, dtype=little, count=count, offset=start + first * little.itemsize)
 
-        return _Storage(dtype, numel, guarded(read), guarded(read_range))
+        return _Storage(dtype, numel, guarded(read), guarded(read_range), f"{path}: record {short(name, 60)}")
 
     with archive.open(pickles[0]) as f:
         return _RestrictedUnpickler(io.BytesIO(f.read()), path, storage).load()
@@ -360,7 +410,9 @@ def _load_legacy(path: Path):
     def storage(key, dtype, numel):
         if key not in storages:
             found[key] = dtype
-            storages[key] = _Storage(dtype, numel, lambda: blobs[key])
+            storages[key] = _Storage(
+                dtype, numel, lambda: blobs[key], where=f"{path}: storage {short(key, 40)}"
+            )
         return storages[key]
 
     obj = _RestrictedUnpickler(stream, path, storage).load()
