@@ -34,10 +34,9 @@ from flax import traverse_util
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .modeling import FlaxXLMRobertaPreTrainedModel
+from xlmr_core import optimization
 
-# Parameters that are not multiplied into anything get no weight decay.
-_NO_DECAY_MODULES = ("LayerNorm", "layer_norm")
+from .modeling import FlaxXLMRobertaPreTrainedModel
 
 
 class TrainState(train_state.TrainState):
@@ -47,11 +46,10 @@ class TrainState(train_state.TrainState):
 
 
 def decay_mask(params) -> Any:
-    """`True` for parameters that get weight decay: everything but biases and LayerNorm."""
+    """`True` for parameters that get weight decay: all but biases and LayerNorm
+    (`xlmr_core.optimization.decays`)."""
     flat = traverse_util.flatten_dict(params)
-    return traverse_util.unflatten_dict(
-        {path: path[-1] != "bias" and not (len(path) > 1 and path[-2] in _NO_DECAY_MODULES) for path in flat}
-    )
+    return traverse_util.unflatten_dict({path: optimization.decays("/".join(path)) for path in flat})
 
 
 def create_learning_rate_schedule(
@@ -74,14 +72,16 @@ def create_optimizer(
     num_train_steps: int | None = None,
     num_warmup_steps: int = 0,
     *,
-    weight_decay: float = 0.01,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    max_grad_norm: float | None = 1.0,
+    weight_decay: float = optimization.WEIGHT_DECAY,
+    b1: float = optimization.BETAS[0],
+    b2: float = optimization.BETAS[1],
+    eps: float = optimization.EPSILON,
+    max_grad_norm: float | None = optimization.MAX_GRAD_NORM,
 ) -> optax.GradientTransformation:
-    """AdamW with the warm-up/decay schedule (when `num_train_steps` is given), weight decay
-    masked off biases and LayerNorm, and global-norm gradient clipping (`max_grad_norm`)."""
+    """AdamW with the shared recipe (`xlmr_core.optimization`, the same update as
+    `xlmr_torch.training.adamw` and `xlmr_tf.training.adamw`): weight decay masked off biases
+    and LayerNorm, global-norm gradient clipping (`max_grad_norm`), and the warm-up/decay
+    schedule when `num_train_steps` is given."""
     schedule = learning_rate
     if num_train_steps is not None and not callable(learning_rate):
         schedule = create_learning_rate_schedule(learning_rate, num_train_steps, num_warmup_steps)
@@ -165,6 +165,8 @@ def make_train_step(
     max_predictions=20` for masked LM). `donate=True` lets XLA reuse the old state's memory.
     With a `mesh`, the batch is split over its `"data"` axis and the new state keeps the
     sharding the given state has (from `create_train_state(..., mesh=, layout=)`).
+    The batch's targets are checked on the host first (`check_targets`): a bad label is the
+    eager call's `ValueError`, not a NaN loss.
     """
     if accumulation_steps < 1:
         raise ValueError(f"accumulation_steps must be >= 1, got {accumulation_steps}")
@@ -192,8 +194,38 @@ def make_train_step(
 
     donate_argnums = (0,) if donate else ()
     if mesh is None:
-        return jax.jit(train_step, donate_argnums=donate_argnums)
-    return _keep_layout(train_step, mesh, donate_argnums, returns_state=True)
+        step = jax.jit(train_step, donate_argnums=donate_argnums)
+    else:
+        step = _keep_layout(train_step, mesh, donate_argnums, returns_state=True)
+
+    def checked_train_step(state: TrainState, batch: dict):
+        check_targets(model, batch, **call_options)
+        return step(state, batch)
+
+    return checked_train_step
+
+
+def check_targets(model: FlaxXLMRobertaPreTrainedModel, batch: dict, **call_options) -> None:
+    """The eager call's checks of the batch's targets (labels in range, shapes), on the host.
+
+    Under `jit` the values are traced and cannot be checked: a label outside `[0, num_labels)`
+    would train on a NaN loss without a word. Targets held on other processes' devices (a
+    global array under `jax.distributed`) are left to those processes.
+    """
+    targets = [batch.get(name) for name in ("labels", "start_positions", "end_positions")]
+    if all(t is None for t in targets) or any(
+        isinstance(t, jax.Array) and not t.is_fully_addressable for t in targets
+    ):
+        return
+    inputs = {"input_ids": batch.get("input_ids"), "inputs_embeds": batch.get("inputs_embeds")}
+    if inputs["input_ids"] is not None and not isinstance(inputs["input_ids"], jax.Array):
+        inputs["input_ids"] = np.asarray(inputs["input_ids"])
+    model._head_arguments(
+        inputs,
+        *targets,
+        call_options.get("labelled_positions_only", False),
+        call_options.get("max_predictions"),
+    )
 
 
 def _keep_layout(function: Callable, mesh: Mesh, donate_argnums: tuple, returns_state: bool) -> Callable:
@@ -230,9 +262,13 @@ def make_eval_step(
     def eval_step(params, batch: dict):
         return model(**batch, **call_options, params=params, train=False, return_dict=True)
 
-    if mesh is None:
-        return jax.jit(eval_step)
-    return _keep_layout(eval_step, mesh, (), returns_state=False)
+    step = jax.jit(eval_step) if mesh is None else _keep_layout(eval_step, mesh, (), returns_state=False)
+
+    def checked_eval_step(params, batch: dict):
+        check_targets(model, batch, **call_options)
+        return step(params, batch)
+
+    return checked_eval_step
 
 
 # ----------------------------------------------------------------------------- data parallelism

@@ -76,6 +76,7 @@ from .inputs import (
     check_shape,
     symbolic_ids,
 )
+from .lookup import embedding_lookup
 from .training import KerasTraining
 
 logger = logging.getLogger(__name__)
@@ -193,7 +194,7 @@ class EmbeddingTable(keras.layers.Layer):
         )
 
     def call(self, ids):
-        rows = tf.gather(self.table, ids)
+        rows = embedding_lookup(tf.convert_to_tensor(self.table), ids)
         if self.padding_idx is not None:
             # As torch's padding_idx: the pad row is looked up but never trained by the lookup.
             pad = tf.expand_dims(ids == self.padding_idx, -1)  # TFLite slices no bool tensors

@@ -1,5 +1,9 @@
 """Keras training of the TF models: `fit` / `evaluate` / `predict` with the model's own loss.
 
+`adamw(model, learning_rate)` is the optimizer to compile with: AdamW with the recipe of
+`xlmr_core.optimization` (the same update as `xlmr_torch.training.adamw` and
+`xlmr_flax.training.create_optimizer`).
+
 `KerasTraining` is mixed into `TFXLMRobertaPreTrainedModel`. Without a compiled Keras loss
 the batch's targets (`labels`, or `start_positions` / `end_positions`) become call
 arguments and the loss the model computes trains; with `compile(loss=...)` that loss is
@@ -12,6 +16,8 @@ from collections.abc import Mapping
 
 import keras
 import tensorflow as tf
+
+from xlmr_core import optimization
 
 
 class KerasTraining:
@@ -105,3 +111,57 @@ def _multi_worker_logs(logs):
     if not isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
         return logs
     return tf.nest.map_structure(lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, logs)
+
+
+@keras.saving.register_keras_serializable(package="xlmr_tf")
+class AdamW(keras.optimizers.AdamW):
+    """Keras AdamW with PyTorch's and optax's update and no weight decay on biases or LayerNorm.
+
+    Keras adds `epsilon` to the uncorrected root of the second moment, which equals adding
+    `epsilon / sqrt(1 - beta_2**t)` to the corrected one: 30 times PyTorch's epsilon at the
+    first step. Here it is added where `torch.optim.AdamW` and `optax.adamw` add it.
+    """
+
+    def _use_weight_decay(self, variable):
+        # Keras's TF backend hands over the tf.Variable here, named "<keras path>:0".
+        path = getattr(variable, "path", variable.name).split(":")[0]
+        return optimization.decays(path) and super()._use_weight_decay(variable)
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        gradient = keras.ops.cast(gradient, dtype)
+        step = keras.ops.cast(self.iterations + 1, dtype)
+        first_correction = 1 - keras.ops.power(keras.ops.cast(self.beta_1, dtype), step)
+        second_correction = 1 - keras.ops.power(keras.ops.cast(self.beta_2, dtype), step)
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        self.assign_add(m, (gradient - m) * (1 - self.beta_1))
+        self.assign_add(v, (keras.ops.square(gradient) - v) * (1 - self.beta_2))
+        if self.amsgrad:
+            v_hat = self._velocity_hats[self._get_variable_index(variable)]
+            self.assign(v_hat, keras.ops.maximum(v_hat, v))
+            v = v_hat
+        denominator = keras.ops.sqrt(v / second_correction) + keras.ops.cast(self.epsilon, dtype)
+        step_size = keras.ops.cast(learning_rate, dtype) / first_correction
+        self.assign_sub(variable, step_size * m / denominator)
+
+
+def adamw(
+    learning_rate,
+    *,
+    weight_decay: float = optimization.WEIGHT_DECAY,
+    betas: tuple[float, float] = optimization.BETAS,
+    eps: float = optimization.EPSILON,
+    max_grad_norm: float | None = optimization.MAX_GRAD_NORM,
+) -> AdamW:
+    """The optimizer to `compile` with: `AdamW` with the shared recipe (`xlmr_core.optimization`):
+    weight decay off biases and LayerNorm, gradients clipped to `max_grad_norm` (None: off).
+    `learning_rate` is a float or a `keras.optimizers.schedules.LearningRateSchedule`."""
+    return AdamW(
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        beta_1=betas[0],
+        beta_2=betas[1],
+        epsilon=eps,
+        global_clipnorm=max_grad_norm,
+    )

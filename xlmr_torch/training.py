@@ -33,6 +33,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from xlmr_core import optimization
+
 CHECKPOINT_PREFIX = "checkpoint-"
 IGNORE_INDEX = -100
 
@@ -151,11 +153,10 @@ def linear_schedule(optimizer: torch.optim.Optimizer, num_training_steps: int, n
 
 
 def decay_parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only: none on biases, LayerNorm and (tied) vectors."""
+    """Weight decay on all but biases and LayerNorm (`xlmr_core.optimization.decays`)."""
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
-        is_norm = "LayerNorm" in name or "layer_norm" in name
-        (no_decay if parameter.ndim < 2 or is_norm else decay).append(parameter)
+        (decay if optimization.decays(name) else no_decay).append(parameter)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -166,32 +167,43 @@ def adamw(
     params,
     lr: float,
     *,
-    weight_decay: float = 0.01,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
+    weight_decay: float = optimization.WEIGHT_DECAY,
+    betas: tuple[float, float] = optimization.BETAS,
+    eps: float = optimization.EPSILON,
+    max_grad_norm: float | None = optimization.MAX_GRAD_NORM,
     fused: bool | None = None,
 ) -> torch.optim.AdamW:
-    """`torch.optim.AdamW` on its fused kernel where the parameters allow it: the recommended
-    optimizer for our models.
+    """`torch.optim.AdamW` with the shared recipe (`xlmr_core.optimization`, the same update as
+    `xlmr_tf.training.adamw` and `xlmr_flax.training.create_optimizer`), on its fused kernel
+    where the parameters allow it: the recommended optimizer for our models.
 
-    `params` is a model (weight decay then on matrices only, `decay_parameter_groups`) or
-    what `torch.optim` takes: parameters or groups. The fused kernel updates each tensor in
-    one pass instead of the ~10 elementwise passes of the default CPU loop; at
-    xlm-roberta-base size (278M parameters) that is most of a second a step on CPU. Same
-    update to float32 rounding. `fused=None` picks it when every parameter is a plain
-    floating-point tensor on CPU or CUDA; sharded (DTensor) parameters keep torch's default.
+    `params` is a model (weight decay then off biases and LayerNorm, `decay_parameter_groups`)
+    or what `torch.optim` takes: parameters or groups. Every `step()` first clips the
+    gradients to the global norm `max_grad_norm` (`clip_grad_norm_`; None: no clipping). The
+    fused kernel updates each tensor in one pass instead of the ~10 elementwise passes of the
+    default CPU loop; at xlm-roberta-base size (278M parameters) that is most of a second a
+    step on CPU. Same update to float32 rounding. `fused=None` picks it when every parameter is
+    a plain floating-point tensor on CPU or CUDA; sharded (DTensor) parameters keep torch's default.
     """
     if isinstance(params, nn.Module):
         params = decay_parameter_groups(params, weight_decay)
     params = [{**g, "params": list(g["params"])} if isinstance(g, dict) else g for g in params]
+    tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
     if fused is None:
-        tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
         # type() not isinstance(): FSDP2's DTensor parameters are subclasses.
         fused = bool(tensors) and all(
             type(p.data) is torch.Tensor and p.device.type in ("cpu", "cuda") and p.is_floating_point()
             for p in tensors
         )
-    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused)
+    optimizer = torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused)
+    if max_grad_norm is not None:
+        # Clipping belongs to the recipe (optax and Keras clip inside the optimizer): a hook
+        # makes every step() clip, in any training loop.
+        def clip(_optimizer, _args, _kwargs) -> None:
+            nn.utils.clip_grad_norm_(tensors, max_grad_norm)
+
+        optimizer.register_step_pre_hook(clip)
+    return optimizer
 
 
 # ----------------------------------------------------------------------------- full state

@@ -154,3 +154,54 @@ def test_data_parallel_over_four_devices_matches_one_device():
     for single, parallel in report["losses"]:
         assert abs(single - parallel) < 1e-5
     assert report["diff"] < 1e-5
+
+
+def _bad_targets(head, config):
+    """A batch for `head` whose targets the eager call refuses (QA: positions it clamps)."""
+    choices = 3 if head == "ForMultipleChoice" else None
+    ids, mask = token_batch(config, choices=choices)
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if head in ("ForMaskedLM", "ForCausalLM"):
+        batch["labels"] = np.where(mask == 1, config.vocab_size, -100)  # one past the vocabulary
+    elif head == "ForTokenClassification":
+        batch["labels"] = np.where(mask == 1, 1, -100)
+        batch["labels"][0, 2] = config.num_labels
+    elif head == "ForMultipleChoice":
+        batch["labels"] = np.array([0, 3])  # three choices
+    elif head == "ForQuestionAnswering":
+        batch["start_positions"], batch["end_positions"] = np.array([-4, 1]), np.array([2, 99])
+    else:  # a 27-label dataset on a 3-label head: the forgotten num_labels=27
+        batch["labels"] = np.array([26, 0])
+    return batch
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "ForSequenceClassification",
+        "ForTokenClassification",
+        "ForMultipleChoice",
+        "ForMaskedLM",
+        "ForCausalLM",
+        "ForQuestionAnswering",
+    ],
+)
+def test_jitted_steps_check_targets_as_the_eager_call_does(make_model, head):
+    model = make_model(head, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    batch = _bad_targets(head, model.config)
+    state = create_train_state(model, optax.sgd(0.1), seed=0)
+    if head == "ForQuestionAnswering":
+        # Out-of-range positions are clamped (and ignored at the sequence end), as in the reference.
+        eager = float(model(**batch).loss)
+        _, metrics = make_train_step(model)(state, batch)
+        np.testing.assert_allclose(float(metrics["loss"]), eager, rtol=1e-5)
+        np.testing.assert_allclose(float(make_eval_step(model)(model.params, batch).loss), eager, rtol=1e-5)
+        return
+    with pytest.raises(ValueError) as eager:
+        model(**batch)
+    with pytest.raises(ValueError) as jitted:
+        make_train_step(model)(state, batch)
+    assert str(jitted.value) == str(eager.value)
+    assert "\n" not in str(jitted.value) and len(str(jitted.value)) <= 300
+    with pytest.raises(ValueError, match="labels must be in"):
+        make_eval_step(model)(model.params, batch)
