@@ -11,6 +11,7 @@ from .modeling import (
     FlaxXLMRobertaModel,
     FlaxXLMRobertaPreTrainedModel,
 )
+from .pipeline import pipeline  # the function; the module stays importable by name
 
 __all__ = [
     "FlaxXLMRobertaModel",
@@ -21,4 +22,5 @@ __all__ = [
     "FlaxXLMRobertaForTokenClassification",
     "FlaxXLMRobertaForQuestionAnswering",
     "FlaxXLMRobertaPreTrainedModel",
+    "pipeline",
 ]

@@ -53,6 +53,7 @@ from .modeling import (  # noqa: E402
     TFXLMRobertaModel,
     TFXLMRobertaPreTrainedModel,
 )
+from .pipeline import pipeline  # noqa: E402  # the function; the module stays importable by name
 
 __all__ = [
     "TFXLMRobertaModel",
@@ -63,4 +64,5 @@ __all__ = [
     "TFXLMRobertaForTokenClassification",
     "TFXLMRobertaForQuestionAnswering",
     "TFXLMRobertaPreTrainedModel",
+    "pipeline",
 ]

@@ -10,6 +10,7 @@ from .modeling import (
     XLMRobertaModel,
     XLMRobertaPreTrainedModel,
 )
+from .pipeline import pipeline  # the function; the module stays importable by name
 
 __all__ = [
     "XLMRobertaModel",
@@ -20,4 +21,5 @@ __all__ = [
     "XLMRobertaForTokenClassification",
     "XLMRobertaForQuestionAnswering",
     "XLMRobertaPreTrainedModel",
+    "pipeline",
 ]
