@@ -65,8 +65,10 @@ from xlmr_core.modeling_utils import (
     relative_position_index,
 )
 
+from .activations import ACTIVATIONS, gelu
 from .checkpoint_io import CheckpointIO
 from .encoding import EncodingMixin
+from .input_lists import as_input_dict, is_input_list, list_order
 from .inputs import (
     as_index,
     check_integer,
@@ -80,16 +82,6 @@ from .lookup import embedding_lookup
 from .training import KerasTraining
 
 logger = logging.getLogger(__name__)
-
-ACTIVATIONS = {
-    "gelu": lambda x: tf.nn.gelu(x, approximate=False),
-    "gelu_new": lambda x: tf.nn.gelu(x, approximate=True),
-    "gelu_pytorch_tanh": lambda x: tf.nn.gelu(x, approximate=True),
-    "relu": tf.nn.relu,
-    "silu": tf.nn.silu,
-    "swish": tf.nn.silu,
-    "tanh": tf.math.tanh,
-}
 
 
 class _Initialisation:
@@ -552,7 +544,7 @@ class XLMRobertaLMHead(Block):
         self.bias = self.add_weight(name="bias", shape=(self.vocab_size,), initializer="zeros")
 
     def call(self, features, word_embeddings=None):
-        hidden = self.layer_norm(tf.nn.gelu(self.dense(features), approximate=False))
+        hidden = self.layer_norm(gelu(self.dense(features)))
         if self.tied:
             # One 2-D matmul: with the batch dimensions kept, TF materialises the transposed
             # (250k-row) table on every call, which costs its size in memory and ~8x the time.
@@ -1048,11 +1040,7 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
         if any(isinstance(v, keras.KerasTensor) for v in tf.nest.flatten(list(arguments.values()))):
             return super().__call__(*args, **kwargs)  # symbolic (functional) use: Keras traces `call`
         options = {"training": arguments.pop("training")} if "training" in arguments else {}
-        values = self._gather_inputs(arguments.pop("input_ids", None), {**dict.fromkeys(names), **arguments})
-        for key in _STATIC_OPTIONS:
-            if key in names and values.get(key) is None:
-                values[key] = getattr(self, key)
-        values = self.check_inputs(values)
+        values = self.checked_inputs(arguments)
         for key in (*_INTEGER_INPUTS, *self.label_names):
             if values.get(key) is not None and values[key].dtype.is_integer:
                 values[key] = as_index(values[key])  # after the range checks: uint64 stays exact
@@ -1061,6 +1049,18 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
         }
         tensors = {k: v for k, v in values.items() if v is not None and k not in flags}
         return super().__call__(tensors, **flags, **options)
+
+    def checked_inputs(self, arguments: dict) -> dict:
+        """A call's arguments (name -> value, no `training`) as tensors, every input and target checked.
+
+        Also what `fit` / `evaluate` run on each batch on the host before the compiled step.
+        """
+        names = _call_parameters(type(self))
+        values = self._gather_inputs(arguments.pop("input_ids", None), {**dict.fromkeys(names), **arguments})
+        for key in _STATIC_OPTIONS:
+            if key in names and values.get(key) is None:
+                values[key] = getattr(self, key)
+        return self.check_inputs(values)
 
     def check_inputs(self, values: dict) -> dict:
         """Every check of a call's inputs and targets; returns `values` guarded by the checks in a graph."""
@@ -1178,6 +1178,8 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
         """
         accepted = [key for key in _INPUT_NAMES if key in arguments]
         values = {key: arguments[key] for key in accepted if key != "input_ids"}
+        if is_input_list(input_ids):
+            input_ids = self.input_dict(input_ids)
         if isinstance(input_ids, Mapping):
             unknown = sorted(set(input_ids) - set(accepted))
             if unknown:
@@ -1208,6 +1210,16 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
                 tuple(tf.convert_to_tensor(t) for t in entry) for entry in values["past_key_values"]
             )
         return values
+
+    def input_dict(self, inputs) -> dict:
+        """The model's inputs as a dict: a dict as it is, a list of inputs by the reference's order
+        (see `input_lists.py`), anything else as `input_ids`."""
+        if isinstance(inputs, Mapping):
+            return dict(inputs)
+        if is_input_list(inputs):
+            order = list_order(_call_parameters(type(self)), self.label_names)
+            return as_input_dict(inputs, order, type(self).__name__)
+        return {"input_ids": inputs}
 
     def _flags(self, values: dict) -> tuple[bool, bool, bool]:
         config = self.config

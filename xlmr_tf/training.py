@@ -12,6 +12,7 @@ applied to the logits instead.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 
 import keras
@@ -30,7 +31,7 @@ class KerasTraining:
             return data
         if sample_weight is not None:
             raise ValueError("sample_weight needs a Keras loss: compile(optimizer, loss=...)")
-        features = dict(x) if isinstance(x, Mapping) else {"input_ids": x}
+        features = self.input_dict(x)
         if isinstance(y, Mapping):
             targets = dict(y)
         elif isinstance(y, (tuple, list)):
@@ -57,6 +58,45 @@ class KerasTraining:
             lambda v: local(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v, batch
         )
         return super()._maybe_symbolic_build(None, batch)
+
+    # -- host-side checks of each batch before the compiled step. Inside `fit` / `evaluate` the
+    # model runs traced, where a bad label can only be a graph assertion (a many-line TF error)
+    # and under XLA not even that (assertions are dropped: the loss becomes NaN). Keras's step
+    # functions are wrapped so that each batch is fetched eagerly, checked by the eager call's
+    # checks (same error, same text) and only then handed to the compiled step.
+    def make_train_function(self, force=False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force)
+        self.train_function = self._checking_batches(self.train_function)
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        if self.test_function is not None and not force:
+            return self.test_function
+        super().make_test_function(force)
+        self.test_function = self._checking_batches(self.test_function)
+        return self.test_function
+
+    def _checking_batches(self, step_function):
+        """`step_function(iterator)` run on the next `steps_per_execution` batches, each checked first."""
+
+        def function(iterator):
+            batches = list(itertools.islice(iterator, self.steps_per_execution))
+            if not batches:
+                raise StopIteration
+            for batch in batches:
+                self.check_batch(batch)
+            return step_function(batches)  # Keras's Python-iterable path: the same compiled step
+
+        return function
+
+    def check_batch(self, data) -> None:
+        """The eager call's checks (input ids, labels, positions) on one `fit` / `evaluate` batch
+        (under a strategy, on each of this worker's replicas' parts)."""
+        for part in _local_parts(self.distribute_strategy, self._move_targets_into_features(data)):
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(part)
+            self.checked_inputs(self.input_dict(x))
 
     def train_step(self, data):
         return _multi_worker_logs(super().train_step(self._move_targets_into_features(data)))
@@ -100,6 +140,20 @@ class KerasTraining:
             targets = [x[name] for name in self.label_names if name in x]
             y = None if not targets else targets[0] if len(targets) == 1 else tuple(targets)
         return super().compute_metrics(x, y, self._prediction(y_pred), sample_weight)
+
+
+def _local_parts(strategy, data) -> list:
+    """`data` as one structure per local replica (itself when it holds no distributed values)."""
+    distributed = [v for v in tf.nest.flatten(data) if isinstance(v, tf.distribute.DistributedValues)]
+    if not distributed:
+        return [data]
+    local = strategy.experimental_local_results
+    return [
+        tf.nest.map_structure(
+            lambda v, i=i: local(v)[i] if isinstance(v, tf.distribute.DistributedValues) else v, data
+        )
+        for i in range(len(local(distributed[0])))
+    ]
 
 
 def _multi_worker_logs(logs):
