@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from xlmr_core import XLMRobertaConfig
 from xlmr_core import checkpoint as core
-from xlmr_core._atomic import default_mode
+from xlmr_core._atomic import default_mode, save_lock, staging_folder
 from xlmr_core.formats.base import BFLOAT16, LazyTensor
+from xlmr_core.tokenizer_limits import fit_tokenizer_config
 
 from .errors import ConversionError, CorruptFileError, DestinationExistsError, MissingFileError
 from .progress import Progress, human_bytes, say
@@ -44,20 +45,20 @@ def staged_destination(destination: str | os.PathLike, *, overwrite: bool = Fals
         raise DestinationExistsError(f"{destination} exists; pass --overwrite to replace it")
     if destination.exists() and not destination.is_dir():
         raise ConversionError(f"{destination} exists and is not a directory")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent))
-    try:
+    # The staging folder is locked while it lives, and stale ones of killed runs are removed.
+    with staging_folder(destination) as stage:
         stage.chmod(default_mode("directory"))  # mkdtemp makes it private; the result is an ordinary folder
         yield stage
-        if destination.exists():
-            retired = stage.with_suffix(".old")
-            os.replace(destination, retired)
-            os.replace(stage, destination)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(stage, destination)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        with save_lock(destination):
+            if destination.exists():
+                # Named like a staging folder (and unlocked), so a kill before the rmtree leaves
+                # something the next save or convert of `destination` removes.
+                retired = destination.parent / f".{destination.name}.{secrets.token_hex(4)}.partial"
+                os.replace(destination, retired)
+                os.replace(stage, destination)
+                shutil.rmtree(retired, ignore_errors=True)
+            else:
+                os.replace(stage, destination)
 
 
 def read_config(directory: Path) -> XLMRobertaConfig:
@@ -155,4 +156,5 @@ def convert(
                 stage, tensors, config, extra_formats, max_shard_size=max_shard_size, quiet=quiet
             )
             written += copy_tokenizer_files(source, stage)
+            fit_tokenizer_config(stage, config)
     return written

@@ -90,6 +90,7 @@ _CORE_EXIT_CODES = (
     (ConfigError, EXIT_CORRUPT_FILE),
     (TokenizerError, EXIT_CORRUPT_FILE),
     (FileNotFoundError, EXIT_MISSING_FILE),
+    (NotADirectoryError, EXIT_MISSING_FILE),  # a file given where the checkpoint directory belongs
     (CoreMissingDependencyError, EXIT_MISSING_DEPENDENCY),
 )
 REPORTED = (
@@ -98,6 +99,7 @@ REPORTED = (
     ConfigError,
     TokenizerError,
     FileNotFoundError,
+    NotADirectoryError,
     CoreMissingDependencyError,
 )
 MAX_MESSAGE = 300

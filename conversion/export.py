@@ -24,6 +24,7 @@ from pathlib import Path
 
 from xlmr_core import checkpoint as core
 from xlmr_core.architecture import HEADS, detect_heads
+from xlmr_core.tokenizer_limits import fit_tokenizer_config
 
 from .convert import TOKENIZER_FILES, read_config, staged_destination
 from .errors import ConversionError, DestinationExistsError, ExportError, MissingDependencyError
@@ -174,6 +175,7 @@ def export(
         for name in ("config.json", *TOKENIZER_FILES):
             if (source / name).is_file() and not (stage / name).exists():
                 shutil.copyfile(source / name, stage / name)
+        fit_tokenizer_config(stage, config)
     # The exporters name files in the staging folder; report where they are now.
     lines = [line.replace(str(stage), str(destination)) for line in lines]
     for line in lines:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
+import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +37,12 @@ from .formats.base import (
     UnsupportedCheckpointError,
     as_lazy,
     eager,
+    parse_json,
     require,
     short,
 )
+from .pretrained import require_directory
+from .tokenizer_limits import fit_tokenizer_config
 from .weight_mapping import BASE_MODEL_PREFIX, IGNORED_CHECKPOINT_KEYS
 
 __all__ = [
@@ -94,17 +99,15 @@ _SHARD_NAMES = {
     "torch": "pytorch_model-{:05d}-of-{:05d}.bin",
 }
 _SHARD_PATTERN = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")
+# An earlier save's shard set aside under a unique name while a new save replaces its name.
+_SET_ASIDE_PATTERN = re.compile(r"^\.model-\d{5}-of-\d{5}\.[0-9a-f]{8}\.old\.safetensors$")
 _INDEX_NAMES = {"safetensors": SAFE_WEIGHTS_INDEX_NAME, "torch": TORCH_WEIGHTS_INDEX_NAME}
 
 
 # ------------------------------------------------------------------ finding the weights
 def detect_format(directory: str | os.PathLike) -> tuple[str, Path]:
     """`(format, weights file)` of a checkpoint directory, in `WEIGHTS_FILES` order."""
-    directory = Path(directory)
-    if not directory.exists():
-        raise FileNotFoundError(f"checkpoint directory {directory} does not exist")
-    if not directory.is_dir():
-        raise FileNotFoundError(f"{directory} is not a checkpoint directory")
+    directory = require_directory(directory)
     for name, fmt in WEIGHTS_FILES.items():
         if (directory / name).is_file():
             return fmt, directory / name
@@ -139,22 +142,30 @@ class Checkpoint:
 
 
 def _read_index(path: Path) -> dict[str, str]:
-    try:
-        raw = path.read_bytes()
-        if len(raw) > safetensors.MAX_HEADER_BYTES:
-            raise ValueError
-        weight_map = json.loads(raw)["weight_map"]
-        if not isinstance(weight_map, dict):
-            raise TypeError
-    except (ValueError, KeyError, TypeError, RecursionError):
-        raise CheckpointError(f"{path}: corrupt shard index (no valid 'weight_map')") from None
-    for shard in set(weight_map.values()):
-        if not isinstance(shard, str) or Path(shard).name != shard or shard in ("", ".", ".."):
+    size = path.stat().st_size
+    if size > safetensors.MAX_HEADER_BYTES:  # checked before a byte is read
+        raise CheckpointError(f"{path}: shard index of {size} bytes (at most 100 MB)")
+    index = parse_json(path.read_bytes(), str(path), CheckpointError)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict):
+        raise CheckpointError(f"{path}: corrupt shard index (no valid 'weight_map')")
+    shards = []
+    for name, shard in weight_map.items():
+        if not isinstance(shard, str):
+            raise CheckpointError(
+                f"{path}: weight_map entry {short(name, 60)} is a {type(shard).__name__}, "
+                "not a shard file name"
+            )
+        shards.append(shard)
+    for shard in dict.fromkeys(shards):
+        if Path(shard).name != shard or shard in ("", ".", ".."):
             raise CheckpointError(
                 f"{path}: shard name {short(shard, 60)} points outside the checkpoint directory"
             )
+        if len(shard.encode("utf-8", "surrogatepass")) > 255 or not shard.isprintable():
+            raise CheckpointError(f"{path}: shard name {short(shard, 60)} is not a usable file name")
         if not (path.parent / shard).is_file():
-            raise FileNotFoundError(f"{path}: shard {shard} listed in the index is missing")
+            raise FileNotFoundError(f"{path}: shard {short(shard, 60)} listed in the index is missing")
     return weight_map
 
 
@@ -398,9 +409,11 @@ def save_checkpoint(
     """Write `state` (and `config.json` when `config` is given) as a checkpoint in the shared format.
 
     With `max_shard_size`, tensors are split into `model-0000i-of-0000n.safetensors` plus
-    `model.safetensors.index.json`. The write is atomic: everything is written in a
-    staging folder first; weight files of an earlier save that the new one does not
-    replace (old shards) are removed afterwards. Returns the files written.
+    `model.safetensors.index.json`. Everything is written in a staging folder first, then
+    moved in holding the directory's save lock, in the order `_install_checkpoint` explains,
+    so that concurrent saves and a kill at any point leave one whole checkpoint. Weight files
+    of an earlier save that the new one does not replace (old shards) are removed. Returns
+    the files written.
     """
     directory = Path(directory)
     for name, array in state.items():
@@ -411,16 +424,86 @@ def save_checkpoint(
     if max_shard_size is not None:
         parse_size(max_shard_size)
     written: list[str] = []
-    with staged_directory(directory) as stage:
+    with staged_directory(directory, install=_install_checkpoint) as stage:
         if config is not None:
             config.save_pretrained(stage)
             written.append("config.json")
         written += write_weights(stage, state, max_shard_size=max_shard_size, metadata=metadata)
-    # Stale weights from an earlier save would shadow or mix with the new ones.
+    if config is not None:
+        # A tokenizer saved here first did not know the model's length limit.
+        fit_tokenizer_config(directory, config)
+    return [directory / name for name in written]
+
+
+def _install_checkpoint(stage: Path, directory: Path) -> None:
+    """Move a staged checkpoint into the existing `directory` so that readers switch in one step.
+
+    Called holding the directory's save lock (`staged_directory`), so saves never interleave
+    here. Readers take `model.safetensors` before the shard index, and `config.json` describes
+    the weights; the moves go:
+
+    1. shards of the live (old) checkpoint whose names the new save reuses are hard-linked
+       aside under unique names and the old index is rewritten (one rename) to list those,
+       so the old checkpoint stays whole while its file names are taken over;
+    2. the new shards, then the new entry file (`model.safetensors` or the index);
+    3. an old `model.safetensors` that would shadow a new index is deleted. Step 2's last
+       rename or this unlink is the single point where a reader goes from old weights to new;
+    4. `config.json` and any other staged file, so config.json is never newer than the weights;
+    5. stale weight files (old shards, old index, set-aside links) are deleted.
+
+    A kill before the switch leaves the old checkpoint whole (beside unreferenced new files);
+    after it, the new weights (with the old config until step 4: the same one when a model is
+    saved again). The next save removes what a killed one left. A reader that is between
+    reading an index and opening its shards during a save can still see a mix.
+    """
+    new = {item.name for item in stage.iterdir()}
+    entry = SAFE_WEIGHTS_INDEX_NAME if SAFE_WEIGHTS_INDEX_NAME in new else SAFE_WEIGHTS_NAME
+    _set_aside_reused_shards(directory, stage, new)
+    shards = sorted(name for name in new if _SHARD_PATTERN.match(name))
+    for name in [*shards, entry] if entry in new else shards:
+        os.replace(stage / name, directory / name)
+    if entry == SAFE_WEIGHTS_INDEX_NAME:
+        (directory / SAFE_WEIGHTS_NAME).unlink(missing_ok=True)
+    for name in sorted(new - set(shards) - {entry}):
+        os.replace(stage / name, directory / name)
     for item in directory.iterdir():
         stale = item.name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME) or bool(
-            _SHARD_PATTERN.match(item.name)
+            _SHARD_PATTERN.match(item.name) or _SET_ASIDE_PATTERN.match(item.name)
         )
-        if stale and item.name not in written:
-            item.unlink()
-    return [directory / name for name in written]
+        if stale and item.name not in new:
+            item.unlink(missing_ok=True)
+
+
+def _set_aside_reused_shards(directory: Path, stage: Path, new: set[str]) -> None:
+    """Step 1 of `_install_checkpoint`: keep the live sharded checkpoint off the names a save reuses."""
+    index = directory / SAFE_WEIGHTS_INDEX_NAME
+    if (directory / SAFE_WEIGHTS_NAME).exists() or not index.is_file():
+        return  # the live checkpoint reads no shards
+    try:
+        listing = json.loads(index.read_text(encoding="utf-8"))
+        weight_map = dict(listing["weight_map"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # an unreadable index does not load today either: nothing to keep whole
+    reused = {
+        shard
+        for shard in weight_map.values()
+        if isinstance(shard, str)
+        and shard in new
+        and _SHARD_PATTERN.match(shard)
+        and (directory / shard).is_file()
+    }
+    if not reused:
+        return
+    renamed = {}
+    for shard in sorted(reused):
+        aside = f".{shard.removesuffix('.safetensors')}.{secrets.token_hex(4)}.old.safetensors"
+        try:
+            os.link(directory / shard, directory / aside)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(directory / shard, directory / aside)
+        renamed[shard] = aside
+    listing["weight_map"] = {name: renamed.get(shard, shard) for name, shard in weight_map.items()}
+    # Written in the staging folder, which goes whatever happens, then renamed over the index.
+    rewritten = stage / f".{SAFE_WEIGHTS_INDEX_NAME}.old"
+    rewritten.write_text(json.dumps(listing, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(rewritten, index)

@@ -16,12 +16,17 @@ from typing import Any
 
 from ._atomic import atomic_write_text
 from .formats.base import OneLineError, parse_json, short
+from .overrides import DTYPE_FIELDS, HONOURED_KEYWORDS, caller_labels, override_problem
 
 CONFIG_NAME = "config.json"
 
 
 class ConfigError(OneLineError, ValueError):
     """A config (a `config.json` or keyword arguments) that cannot describe a network we can build."""
+
+
+class UnknownKeywordError(ConfigError):
+    """A keyword override that is neither a config field nor a keyword `from_pretrained` honours."""
 
 
 # Documented caps, checked by `validate()` before any framework allocates anything. The largest
@@ -99,8 +104,10 @@ class XLMRobertaConfig:
     """Hyper-parameters of an XLM-RoBERTa model.
 
     Every keyword of the reference `XLMRobertaConfig` is accepted with the same default;
-    `num_labels` (or `id2label` / `label2id`) sizes the classification heads. Unknown
-    keywords are stored as attributes and survive a save/load round trip.
+    `num_labels` (or `id2label` / `label2id`, which must agree) sizes the classification heads.
+    Unknown keywords given to the constructor (as a `config.json`'s keys are) are stored as
+    attributes and survive a save/load round trip; overrides given to `from_pretrained`,
+    `from_dict` or `copy` must name a field (see `xlmr_core.overrides`).
     """
 
     model_type = "xlm-roberta"
@@ -127,16 +134,25 @@ class XLMRobertaConfig:
             _check_int("num_labels", num_labels, minimum=1, maximum=MAX_LABELS)
         if id2label is not None:
             id2label = {_label_index("id2label", k): str(v) for k, v in _label_map("id2label", id2label)}
+        if label2id is not None:
+            label2id = {str(k): _label_index("label2id", v) for k, v in _label_map("label2id", label2id)}
+        if id2label is None and label2id is not None:
+            id2label = {v: k for k, v in label2id.items()}
+            if len(id2label) != len(label2id):
+                raise ConfigError(f"label2id maps two names to one id: {short(label2id, 120)}")
         if num_labels is not None and id2label is not None and len(id2label) != num_labels:
             raise ConfigError(
                 f"num_labels={num_labels} disagrees with id2label, which has {len(id2label)} entries"
             )
         if id2label is None:
             id2label = {i: f"LABEL_{i}" for i in range(2 if num_labels is None else num_labels)}
-        if label2id is None:
-            label2id = {v: k for k, v in id2label.items()}
+        inverse = {v: k for k, v in id2label.items()}
+        if label2id is not None and label2id != inverse:
+            raise ConfigError(
+                f"label2id {short(label2id, 100)} is not the inverse of id2label {short(id2label, 100)}"
+            )
         self.id2label = id2label
-        self.label2id = {str(k): _label_index("label2id", v) for k, v in _label_map("label2id", label2id)}
+        self.label2id = inverse
 
     @property
     def num_labels(self) -> int:
@@ -145,7 +161,9 @@ class XLMRobertaConfig:
 
     @num_labels.setter
     def num_labels(self, value: int) -> None:
-        self._set_labels(value, None, None)
+        # The same count keeps the names (as the reference's setter does).
+        if value != self.num_labels:
+            self._set_labels(value, None, None)
 
     # ------------------------------------------------------------- validation
     def validate(self) -> None:
@@ -291,12 +309,34 @@ class XLMRobertaConfig:
 
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], **overrides) -> XLMRobertaConfig:
-        """Build from a dict such as `to_dict()` returns; `overrides` win."""
+        """Build from a dict such as `to_dict()` returns; `overrides` win.
+
+        Every key of `config_dict` is kept. Each override must be a config field, a key of
+        `config_dict` or a keyword `from_pretrained` honours (`local_files_only`,
+        `trust_remote_code=False`), else `UnknownKeywordError` names it. A caller's `id2label` /
+        `label2id` replace the file's and must agree with each other and with `num_labels`.
+        """
+        known = set(_DEFAULTS) | set(config_dict) | set(DTYPE_FIELDS)
+        for key, value in overrides.items():
+            problem = override_problem(key, value, known)
+            if problem:
+                raise UnknownKeywordError(problem)
+        overrides = {k: v for k, v in overrides.items() if k not in HONOURED_KEYWORDS}
         merged = {**config_dict, **overrides}
-        if "num_labels" in overrides:
-            merged.pop("id2label", None)
-            merged.pop("label2id", None)
-        return cls(**merged)
+        labels = caller_labels(config_dict, overrides)
+        file_label2id = None
+        if labels is not None:
+            merged.update(labels)
+        else:
+            # Files written by the reference often carry a stale label2id (it does not follow
+            # id2label edits): a file's own maps are kept as written, not checked.
+            file_label2id = merged.pop("label2id", None)
+        config = cls(**merged)
+        if file_label2id is not None:
+            config.label2id = {
+                str(k): _label_index("label2id", v) for k, v in _label_map("label2id", file_label2id)
+            }
+        return config
 
     def to_json_string(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
@@ -320,6 +360,8 @@ class XLMRobertaConfig:
             raise ConfigError(f"{path} does not hold a JSON object")
         try:
             return cls.from_dict(data, **overrides)
+        except UnknownKeywordError:
+            raise  # about the caller's keyword, not the file
         except ConfigError as error:
             raise ConfigError(f"{path}: {error}") from None
 
@@ -338,7 +380,7 @@ class XLMRobertaConfig:
             return cls.from_json_file(path, **overrides)
         name = str(name_or_directory).split("/")[-1]
         if name in PRESETS:
-            return cls(**{**PRESETS[name], **overrides})
+            return cls.from_dict(PRESETS[name], **overrides)
         raise FileNotFoundError(
             f"{short(os.fspath(name_or_directory), 80)} is neither a checkpoint directory nor a preset "
             f"({', '.join(PRESETS)}); nothing is downloaded from a model hub"

@@ -16,18 +16,25 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import canonicalize
-from .configuration import CONFIG_NAME, XLMRobertaConfig
+from .configuration import CONFIG_NAME, UnknownKeywordError, XLMRobertaConfig
 from .formats.base import CheckpointShapeError, LazyTensor, short
+from .overrides import DTYPE_FIELDS, DTYPE_HINT
+from .pretrained import require_directory
 from .weight_mapping import BASE_MODEL_PREFIX, LoadReport, match_checkpoint
 
 
 def resolve_config(directory: str | os.PathLike, config=None, **overrides) -> XLMRobertaConfig:
     """The config a model is built with: `config` (an `XLMRobertaConfig`, a `config.json` path or a
-    directory holding one), else the directory's own `config.json`; `overrides` applied on top."""
+    directory holding one), else the directory's own `config.json`; `overrides` applied on top.
+
+    A dtype keyword that reaches here was not taken by the framework's loader: refused, never
+    written into the config (see `xlmr_core.overrides`)."""
+    for key in DTYPE_FIELDS:
+        if key in overrides:
+            raise UnknownKeywordError(DTYPE_HINT.format(key=key))
     directory = Path(directory)
     if config is None:
-        if not directory.is_dir():
-            raise FileNotFoundError(f"checkpoint directory {directory} does not exist")
+        require_directory(directory)
         if not (directory / CONFIG_NAME).is_file():
             raise FileNotFoundError(
                 f"{directory} has no {CONFIG_NAME} (tools that save weights only leave it out): pass "
@@ -55,23 +62,40 @@ def line_up(
     tie_word_embeddings: bool,
     where: str | os.PathLike,
     base_model_prefix: str = BASE_MODEL_PREFIX,
+    ignore_mismatched_sizes: bool = False,
 ) -> LoadReport:
     """Match a checkpoint's canonical tensors (arrays or `LazyTensor`s) to the names and
     shapes a model expects.
 
     Returns the tensors to assign under the model's canonical names (still lazy) and the
-    missing and unexpected keys. A shape mismatch is `CheckpointShapeError` naming `where`.
+    missing and unexpected keys. A shape mismatch is `CheckpointShapeError` naming `where`;
+    with `ignore_mismatched_sizes=True` the tensor is listed in `report.mismatched` instead,
+    and the framework initialises it afresh with the rest of `report.to_initialise`.
     """
+    if not isinstance(ignore_mismatched_sizes, bool):
+        raise TypeError(
+            f"ignore_mismatched_sizes must be True or False, got {short(ignore_mismatched_sizes, 40)}"
+        )
     tensors = canonicalize(tensors, tie_word_embeddings)
     try:
-        return match_checkpoint(expected_shapes, tensors, base_model_prefix=base_model_prefix)
+        return match_checkpoint(
+            expected_shapes,
+            tensors,
+            base_model_prefix=base_model_prefix,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
+        )
     except CheckpointShapeError as error:
         raise CheckpointShapeError(f"{where}: {error}") from None
 
 
-def loading_info(report: LoadReport) -> dict[str, list[str]]:
-    """`{"missing_keys": [...], "unexpected_keys": [...]}`, the reference's `output_loading_info`."""
-    return {"missing_keys": list(report.missing), "unexpected_keys": list(report.unexpected)}
+def loading_info(report: LoadReport) -> dict[str, list]:
+    """`{"missing_keys": [...], "unexpected_keys": [...]}`, the reference's `output_loading_info`,
+    with `"mismatched_keys": [(name, checkpoint shape, model shape), ...]` when mismatches were
+    ignored (`ignore_mismatched_sizes=True`)."""
+    info: dict[str, list] = {"missing_keys": list(report.missing), "unexpected_keys": list(report.unexpected)}
+    if report.mismatched is not None:
+        info["mismatched_keys"] = list(report.mismatched)
+    return info
 
 
 def log_loading_info(
@@ -84,6 +108,16 @@ def log_loading_info(
             model_name,
             directory,
             info["missing_keys"],
+        )
+    if info.get("mismatched_keys"):
+        logger.warning(
+            "%s: weights at %s whose shape differs from the model's were newly initialised "
+            "(ignore_mismatched_sizes=True): %s",
+            model_name,
+            directory,
+            "; ".join(
+                f"{name}: checkpoint {ours}, model {want}" for name, ours, want in info["mismatched_keys"]
+            ),
         )
     if info["unexpected_keys"]:
         logger.warning(

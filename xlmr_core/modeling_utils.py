@@ -25,6 +25,14 @@ def check_integer_dtype(name: str, dtype_name: str) -> None:
         raise TypeError(f"{name} must hold integers (any integer dtype), got dtype {dtype_name}")
 
 
+def array_argument_message(name: str, value) -> str:
+    """The text of the `TypeError` for a model argument that is no array of numbers."""
+    return (
+        f"{name} must be a tensor, a numpy array or a (nested) list of numbers of one shape, "
+        f"got {type(value).__name__}"
+    )
+
+
 def is_static(*values) -> bool:
     """Whether every value is a concrete integer, not a symbolic dimension of a tracer.
 

@@ -7,7 +7,10 @@ it; its `README.md` (the model card) says what it was trained on and how well it
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from .formats.base import clip
 
 BUNDLED_CHECKPOINT = Path(__file__).parent / "data" / "xlmr-tiny"
 HELDOUT_FILE = "heldout.tsv"
@@ -21,6 +24,22 @@ def bundled_checkpoint() -> Path:
             "reinstall xlmr or rebuild it with scripts/pretrain_tiny.py"
         )
     return BUNDLED_CHECKPOINT
+
+
+def require_directory(path: str | os.PathLike, what: str = "checkpoint directory") -> Path:
+    """`path` as a `Path` when it is a directory; else the one error every `from_pretrained` gives:
+    `NotADirectoryError` for a file (naming the folder that holds it), `FileNotFoundError` when
+    nothing is there."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    name = clip(os.fspath(path), 120)
+    if path.exists():
+        raise NotADirectoryError(
+            f"{name} is a file, not a directory: pass the {what} that holds it "
+            f"({clip(os.fspath(path.parent), 80)})"
+        )
+    raise FileNotFoundError(f"{what} {name} does not exist")
 
 
 def heldout_sentences() -> list[tuple[str, str]]:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from ._atomic import atomic_write_text, staged_directory
 from .formats.base import OneLineError, parse_json, reason, short
+from .pretrained import require_directory
+from .tokenizer_limits import directory_limit
 
 VOCAB_FILE = "sentencepiece.bpe.model"
 TOKENIZER_FILE = "tokenizer.json"
@@ -831,10 +833,17 @@ class XLMRobertaTokenizerBase:
         raise NotImplementedError
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, ...]:
-        """Write the tokenizer files into `save_directory` (all or nothing); return their paths."""
+        """Write the tokenizer files into `save_directory` (all or nothing); return their paths.
+
+        Beside a model's `config.json`, `model_max_length` is written as that model's limit when
+        this tokenizer has none or a larger one (see `xlmr_core.tokenizer_limits`)."""
+        config = self._config()
+        limit = directory_limit(save_directory)
+        if limit is not None and config["model_max_length"] > limit:
+            config["model_max_length"] = limit
         with staged_directory(save_directory) as staging:
             self._write_model_files(staging)
-            atomic_write_text(staging / CONFIG_FILE, json.dumps(self._config(), indent=2, ensure_ascii=False))
+            atomic_write_text(staging / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False))
             mask = {
                 "content": self.mask_token,
                 "lstrip": True,
@@ -850,8 +859,7 @@ class XLMRobertaTokenizerBase:
     @staticmethod
     def _read_config(directory: Path) -> dict:
         """Keyword arguments from tokenizer_config.json and special_tokens_map.json."""
-        if not directory.is_dir():
-            raise FileNotFoundError(f"tokenizer directory {str(directory)!r} does not exist")
+        require_directory(directory, "tokenizer directory")
         kwargs = {}
         for name in (SPECIAL_TOKENS_MAP_FILE, CONFIG_FILE):
             path = directory / name

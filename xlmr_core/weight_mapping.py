@@ -180,6 +180,13 @@ class LoadReport:
     state: dict[str, Any]  # arrays or `LazyTensor`s: only their shapes are looked at here
     missing: list[str]
     unexpected: list[str]
+    # (name, checkpoint shape, model shape) left out of `state`; None unless mismatches are ignored.
+    mismatched: list[tuple[str, tuple, tuple]] | None = None
+
+    @property
+    def to_initialise(self) -> list[str]:
+        """The model's names that get a fresh initialisation: missing, then mismatched."""
+        return self.missing + [name for name, _, _ in self.mismatched or ()]
 
 
 def _is_ignored(name: str) -> bool:
@@ -191,6 +198,7 @@ def match_checkpoint(
     checkpoint: Mapping[str, np.ndarray],
     *,
     base_model_prefix: str = BASE_MODEL_PREFIX,
+    ignore_mismatched_sizes: bool = False,
 ) -> LoadReport:
     """Line `checkpoint` (canonical names) up with the parameters a model expects.
 
@@ -198,7 +206,8 @@ def match_checkpoint(
     and the head weights reported unexpected; a base checkpoint loads into a head with
     the prefix added and the head reported missing. Nothing is dropped silently: every
     checkpoint key is either used or listed in `unexpected`. A shape mismatch raises
-    `CheckpointShapeError` (a `ValueError`) naming the key and both shapes.
+    `CheckpointShapeError` (a `ValueError`) naming the key and both shapes, unless
+    `ignore_mismatched_sizes`: then the tensor is left out and listed in `mismatched`.
     """
     prefix = base_model_prefix + "."
     expects_prefix = any(key.startswith(prefix) for key in expected_shapes)
@@ -213,6 +222,7 @@ def match_checkpoint(
 
     state: dict[str, np.ndarray] = {}
     unexpected: list[str] = []
+    mismatched: list[tuple[str, tuple, tuple]] | None = [] if ignore_mismatched_sizes else None
     for key, array in checkpoint.items():
         if _is_ignored(key):
             continue
@@ -222,14 +232,18 @@ def match_checkpoint(
             continue
         want = tuple(int(d) for d in expected_shapes[name])
         if tuple(array.shape) != want:
+            if mismatched is not None:
+                mismatched.append((name, tuple(array.shape), want))
+                continue
             raise CheckpointShapeError(
                 f"shape mismatch for {short(name)}: checkpoint has {tuple(array.shape)}, model expects {want}"
                 + (
-                    " (num_labels differs? pass num_labels= to from_pretrained)"
+                    " (num_labels differs? ignore_mismatched_sizes=True starts a new head)"
                     if name.startswith(("classifier", "qa_outputs"))
                     else ""
                 )
             )
         state[name] = array
-    missing = [name for name in expected_shapes if name not in state]
-    return LoadReport(state=state, missing=missing, unexpected=unexpected)
+    ignored = {name for name, _, _ in mismatched or ()}
+    missing = [name for name in expected_shapes if name not in state and name not in ignored]
+    return LoadReport(state=state, missing=missing, unexpected=unexpected, mismatched=mismatched)

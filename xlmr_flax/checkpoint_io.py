@@ -61,6 +61,7 @@ class CheckpointIO:
         *,
         seed: int | None = None,
         where: str | os.PathLike = "checkpoint",
+        ignore_mismatched_sizes: bool = False,
     ) -> dict[str, list[str]]:
         """Set the parameters from canonical tensors (arrays or `LazyTensor`s), one at a time.
 
@@ -79,9 +80,10 @@ class CheckpointIO:
             tie_word_embeddings=self.config.tie_word_embeddings,
             where=where,
             base_model_prefix=self.base_model_prefix,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
         )
         flat = {}
-        if report.missing:
+        if report.to_initialise:
             fresh = self.init_weights(jax.random.PRNGKey(self.seed if seed is None else seed))
             flat = traverse_util.flatten_dict(fresh, sep="/")
         for path, tensor in to_framework_state(report.state, "flax").items():
@@ -99,6 +101,8 @@ class CheckpointIO:
         param_dtype=jnp.float32,
         seed: int = 0,
         output_loading_info: bool = False,
+        ignore_mismatched_sizes: bool = False,
+        mmap: bool = False,
         **config_overrides,
     ):
         """Build the model from a checkpoint directory holding any weights file.
@@ -107,15 +111,21 @@ class CheckpointIO:
         without one. `dtype` is the computation dtype, `param_dtype` the dtype the weights are
         loaded in. Missing and unexpected keys are logged as warnings; with
         `output_loading_info=True` the call returns `(model, {"missing_keys": [...],
-        "unexpected_keys": [...]})`.
+        "unexpected_keys": [...]})`. `ignore_mismatched_sizes=True` initialises weights whose
+        shape differs from the model's (a new head) and lists them. The weights are read into
+        fresh arrays, so the loaded model does not change when its file does; `mmap=True`
+        (as in the other frameworks) reads safetensors through a memory map instead, and the
+        file must then not be modified or truncated while the model lives.
         """
         config = resolve_config(directory, config, **config_overrides)
         sentence_transformers = read_sentence_transformers(directory)
         # Plain reads into fresh arrays, which JAX on CPU adopts without a copy (a memory map
         # would be copied, and its pages would stay resident beside the copy).
-        with open_checkpoint(directory, mmap=False) as checkpoint:
+        with open_checkpoint(directory, mmap=mmap) as checkpoint:
             model = cls(config, seed=seed, dtype=dtype, param_dtype=param_dtype, _do_init=False)
-            info = model.load_canonical_state(checkpoint.tensors, where=checkpoint.files[0])
+            info = model.load_canonical_state(
+                checkpoint.tensors, where=checkpoint.files[0], ignore_mismatched_sizes=ignore_mismatched_sizes
+            )
         log_loading_info(logger, cls.__name__, directory, info)
         if sentence_transformers is not None:
             model.sentence_transformers = sentence_transformers

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from xlmr_core.call_limits import check_activation_size
 from xlmr_core.modeling_utils import (
     check_index_range,
     check_integer_dtype,
@@ -157,6 +158,7 @@ class InputChecks:
             mask_length = past_length + seq_length
         else:
             mask_length = self._check_cache_index(inputs["cache_index"], past_length, seq_length, inputs)
+        check_activation_size(config, batch_size, seq_length, mask_length - seq_length)
         if inputs["attention_mask"] is not None:
             check_shape(inputs["attention_mask"], (batch_size, mask_length), "attention_mask")
         if inputs["token_type_ids"] is not None:

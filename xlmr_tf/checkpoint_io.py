@@ -65,15 +65,17 @@ def _adoptable(array: np.ndarray, dtype: np.dtype) -> bool:
     )
 
 
-def _framework_array(tensor: LazyTensor, transposed: bool, dtype: np.dtype, adopted: set[int]) -> np.ndarray:
+def _framework_array(
+    tensor: LazyTensor, transposed: bool, dtype: np.dtype, adopted: set[int] | None
+) -> np.ndarray:
     """`tensor` in the variable's layout (`transposed`: a kernel) and dtype, aligned.
 
-    The checkpoint's own memory map where it can be adopted (`adopted` holds the addresses
-    already given to a variable: never two variables over one buffer); else one copy, read
+    With `adopted` (the addresses already given to a variable: never two variables over one
+    buffer), the checkpoint's own memory map where it can be adopted; else one copy, read
     in row blocks where the format allows (plain reads: no map's pages stay resident).
     """
     array = None
-    if not transposed:
+    if not transposed and adopted is not None:
         array = tensor.load()
         if _adoptable(array, dtype) and array.ctypes.data not in adopted:
             adopted.add(array.ctypes.data)
@@ -109,7 +111,7 @@ def _as_tensor(array: np.ndarray) -> tf.Tensor:
     return tf.constant(array)
 
 
-def _assign(variable, tensor: LazyTensor, transposed: bool, adopted: set[int]) -> None:
+def _assign(variable, tensor: LazyTensor, transposed: bool, adopted: set[int] | None) -> None:
     """Give `variable` the checkpoint tensor's values (`transposed`: from torch's layout)."""
     dtype = np.dtype(tf.as_dtype(variable.dtype).as_numpy_dtype)
     value = _as_tensor(_framework_array(tensor, transposed, dtype, adopted))
@@ -171,16 +173,19 @@ class CheckpointIO:
         *,
         initialise_missing: bool = False,
         where: str | os.PathLike = "checkpoint",
+        ignore_mismatched_sizes: bool = False,
+        adopt_maps: bool = False,
     ) -> dict[str, list[str]]:
         """Assign matching checkpoint tensors (arrays or `LazyTensor`s), one at a time.
 
         Returns the missing and unexpected keys; a shape mismatch raises `CheckpointShapeError`
         naming the key. Base-model checkpoints load into heads and head checkpoints into the
         base model (the `roberta.` prefix is matched). `initialise_missing=True` draws the
-        missing kernels and tables of a model built `uninitialised`. A tensor of a copy-on-write
-        file map (`open_checkpoint`'s safetensors) that is aligned, in the variable's dtype and
-        layout becomes the variable's storage without a copy, as in torch's `from_pretrained`;
-        everything else (arrays in memory, kernels, which TF stores transposed) is copied.
+        missing kernels and tables of a model built `uninitialised`. Every tensor is copied,
+        unless `adopt_maps=True`: then a tensor of a copy-on-write file map (`open_checkpoint`'s
+        safetensors with `mmap=True`) that is aligned, in the variable's dtype and layout becomes
+        the variable's storage without a copy, tying the model to the file (kernels, which TF
+        stores transposed, are still copied).
         """
         paths = self._variables_by_path()
         # Shapes in canonical layout: map zero-byte stand-ins through the same rules.
@@ -192,11 +197,12 @@ class CheckpointIO:
             tie_word_embeddings=self.config.tie_word_embeddings,
             where=where,
             base_model_prefix=self.base_model_prefix,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
         )
-        if initialise_missing:
-            stand_ins = {name: np.empty((0, 0), np.int8) for name in report.missing}
+        if initialise_missing or report.mismatched:
+            stand_ins = {name: np.empty((0, 0), np.int8) for name in report.to_initialise}
             self.initialise_randomly([paths[path] for path in self.from_canonical(stand_ins)])
-        adopted: set[int] = set()
+        adopted: set[int] | None = set() if adopt_maps else None
         for name, tensor in as_lazy(report.state).items():
             # The tf name and layout of this one tensor; a kernel comes back as `tensor.T`.
             ((path, laid_out),) = self.from_canonical({name: tensor}).items()
@@ -210,6 +216,8 @@ class CheckpointIO:
         *,
         config=None,
         output_loading_info: bool = False,
+        ignore_mismatched_sizes: bool = False,
+        mmap: bool = False,
         **config_overrides,
     ):
         """Build the model from a checkpoint directory holding any weights file.
@@ -218,20 +226,29 @@ class CheckpointIO:
         without one. Missing and unexpected keys are logged as warnings; with
         `output_loading_info=True` the call returns `(model, {"missing_keys": [...],
         "unexpected_keys": [...]})`. For mixed precision set
-        `keras.mixed_precision.set_global_policy(...)` first.
+        `keras.mixed_precision.set_global_policy(...)` first. `ignore_mismatched_sizes=True`
+        initialises weights whose shape differs from the model's (a new head) and lists them.
+        The weights are copied into the variables, so the loaded model does not change when
+        its file does. `mmap=True` instead makes aligned safetensors tensors the variables'
+        storage as they are, mapped from the file (faster, shares the page cache): the file
+        must then not be modified or truncated while the model lives.
         """
         from .modeling import uninitialised
 
         config = resolve_config(directory, config, **config_overrides)
         sentence_transformers = read_sentence_transformers(directory)
-        # Safetensors files open as copy-on-write maps: their aligned tensors become the
-        # variables' storage as they are (pages shared with the page cache, copied privately
-        # only where training writes); the rest is read in row blocks into one copy each.
-        with open_checkpoint(directory) as checkpoint:
+        # Tensors are read in row blocks into one copy each. With `mmap`, safetensors files open
+        # as copy-on-write maps whose aligned tensors become the variables' storage as they are
+        # (pages shared with the page cache, copied privately only where training writes).
+        with open_checkpoint(directory, mmap=mmap) as checkpoint:
             with uninitialised():
                 model = cls(config)
             info = model.load_canonical_state(
-                checkpoint.tensors, initialise_missing=True, where=checkpoint.files[0]
+                checkpoint.tensors,
+                initialise_missing=True,
+                where=checkpoint.files[0],
+                ignore_mismatched_sizes=ignore_mismatched_sizes,
+                adopt_maps=mmap,
             )
         log_loading_info(logger, cls.__name__, directory, info)
         if sentence_transformers is not None:

@@ -58,6 +58,7 @@ from xlmr_core import (
     XLMRobertaConfig,
     unpadding,
 )
+from xlmr_core.call_limits import check_activation_size
 from xlmr_core.modeling_utils import (
     IGNORE_INDEX,
     check_first_token,
@@ -790,6 +791,7 @@ class XLMRobertaMainLayer(Block):
             values["input_ids"] = check_range(input_ids, config.vocab_size, "input_ids")
         past_length = self._check_past(values.get("past_key_values"), batch_size)
         check_length(config, past_length, seq_length)
+        check_activation_size(config, batch_size, seq_length, past_length)
         if self.pooler is not None:  # it reads the first token
             check_first_token(seq_length)
         shape = (batch_size, seq_length)

@@ -126,6 +126,7 @@ class CheckpointIO:
         share_memory: bool = False,
         *,
         where: str | os.PathLike = "checkpoint",
+        ignore_mismatched_sizes: bool = False,
     ) -> dict[str, list[str]]:
         """Copy matching checkpoint tensors (arrays or `LazyTensor`s) into this model, one at a time.
 
@@ -134,7 +135,8 @@ class CheckpointIO:
         base model. `initialise_missing=True` first gives the modules of missing weights their
         fresh initialisation (for a model whose storage was allocated but never initialised).
         `share_memory=True` lets a parameter take a writable (copy-on-write) array's memory
-        instead of copying it, when dtype and alignment allow.
+        instead of copying it, when dtype and alignment allow. `ignore_mismatched_sizes=True`
+        leaves tensors of another shape out (listed as `mismatched_keys`) and initialises them.
         """
         params = self.state_dict(keep_vars=True)
         aliases = self._aliases()
@@ -145,17 +147,18 @@ class CheckpointIO:
             tie_word_embeddings=self.config.tie_word_embeddings,
             where=where,
             base_model_prefix=self.base_model_prefix,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
         )
-        if initialise_missing:
-            for owner in sorted({name.rpartition(".")[0] for name in report.missing}):
+        if initialise_missing or report.mismatched:
+            for owner in sorted({name.rpartition(".")[0] for name in report.to_initialise}):
                 self._init_weights(self.get_submodule(owner))
         with torch.no_grad():
             for name, tensor in report.state.items():
                 array = tensor.checked_load(name)
                 source, target = from_numpy(array), params[name]
                 if share_memory and _can_share(array, source, target):
-                    # A copy-on-write map: pages are read from the file on first use and
-                    # copied privately only if training writes them; nothing is copied now.
+                    # A fresh array from a plain read, or (`from_pretrained(mmap=True)`) a
+                    # copy-on-write map whose pages come from the file on first use.
                     target.data = source
                 else:
                     target.copy_(source)
@@ -170,6 +173,8 @@ class CheckpointIO:
         dtype: torch.dtype | None = None,
         output_loading_info: bool = False,
         torch_dtype: torch.dtype | None = None,
+        ignore_mismatched_sizes: bool = False,
+        mmap: bool = False,
         **config_overrides,
     ):
         """Build the model from a checkpoint directory holding any weights file, in eval mode.
@@ -179,6 +184,12 @@ class CheckpointIO:
         reference's spelling) sets the parameter dtype; the default is float32. Missing and
         unexpected keys are logged as warnings; with `output_loading_info=True` the call
         returns `(model, {"missing_keys": [...], "unexpected_keys": [...]})`.
+        `ignore_mismatched_sizes=True` initialises weights whose shape differs from the model's
+        (a new head: `num_labels=5` on a 3-label checkpoint) instead of refusing, and lists them.
+        The weights are read into the model's own memory, so the loaded model does not change
+        when its file does. `mmap=True` instead keeps safetensors weights mapped from the file
+        (faster to load, pages shared between processes): the file must then not be modified
+        or truncated while the model lives (its outputs would change, or a read crash it).
         """
         if torch_dtype is not None:
             if dtype is not None and dtype != torch_dtype:
@@ -188,7 +199,9 @@ class CheckpointIO:
             raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
         config = resolve_config(directory, config, **config_overrides)
         sentence_transformers = read_sentence_transformers(directory)
-        with open_checkpoint(directory) as checkpoint:
+        # A plain read gives fresh arrays that parameters adopt without a copy; a map would tie
+        # the model to the file (see `mmap` above).
+        with open_checkpoint(directory, mmap=mmap) as checkpoint:
             # Randomly initialising every weight takes seconds at base size, and the checkpoint
             # overwrites nearly all of it: allocate without initialising, then initialise only
             # what the checkpoint lacks.
@@ -199,7 +212,11 @@ class CheckpointIO:
             if dtype is not None:
                 model.to(dtype)
             info = model.load_canonical_state(
-                checkpoint.tensors, initialise_missing=True, share_memory=True, where=checkpoint.files[0]
+                checkpoint.tensors,
+                initialise_missing=True,
+                share_memory=True,
+                where=checkpoint.files[0],
+                ignore_mismatched_sizes=ignore_mismatched_sizes,
             )
         log_loading_info(logger, cls.__name__, directory, info)
         if sentence_transformers is not None:

@@ -9,10 +9,13 @@ every length the exporter's bounds allow, and value checks are left out of the g
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
 from xlmr_core.modeling_utils import (
+    array_argument_message,
     check_index_range,
     check_integer_dtype,
     check_labels_shape,
@@ -121,3 +124,69 @@ def check_label_shapes(labels, shapes: list[tuple[int, ...]], name: str = "label
     """`labels` must have one of `shapes` (the first is the one named in the error)."""
     if tuple(labels.shape) not in [tuple(s) for s in shapes]:
         check_labels_shape(name, labels.shape, shapes[0])
+
+
+# ------------------------------------------------------------------- arguments of a model call
+# Forward arguments that hold one array each: numpy arrays, lists and other frameworks' arrays
+# given for them become tensors (the TF and Flax models take foreign arrays the same way).
+ARRAY_ARGUMENTS = frozenset(
+    {
+        "input_ids",
+        "attention_mask",
+        "token_type_ids",
+        "position_ids",
+        "head_mask",
+        "inputs_embeds",
+        "encoder_hidden_states",
+        "encoder_attention_mask",
+        "labels",
+        "start_positions",
+        "end_positions",
+    }
+)
+# Flags with a `False` default: the legacy tracer (`torch.onnx.export(..., dynamo=False)`)
+# passes every defaulted argument, and passes these as 0-d bool tensors.
+FLAG_ARGUMENTS = frozenset({"unpadded", "labelled_positions_only"})
+
+
+def as_tensor(value, name: str, device: torch.device | None) -> torch.Tensor:
+    """`value` (a numpy array, a list of lists, a TF or JAX array) as a tensor on `device`."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):
+        array = None  # ragged lists; what the message below says
+    if array is None or array.dtype == object or array.dtype.kind not in "biuf":
+        raise TypeError(array_argument_message(name, value))
+    return torch.as_tensor(array, device=device)
+
+
+def normalise_call(module: torch.nn.Module, args: tuple, kwargs: dict):
+    """Forward pre-hook of every model: foreign arrays become tensors, traced flags become bools.
+
+    Positional arguments are named from the forward's signature (`module.forward_argument_names`).
+    Under `torch.compile` / `torch.export` inputs are already tensors and flags plain bools.
+    """
+    if torch.compiler.is_compiling():
+        return None
+    names = module.forward_argument_names
+    device = None
+    changed = False
+
+    def fix(name, value):
+        nonlocal device, changed
+        if name in ARRAY_ARGUMENTS and value is not None and not isinstance(value, torch.Tensor):
+            if device is None:
+                device = next(module.parameters()).device
+            changed = True
+            return as_tensor(value, name, device)
+        if name in FLAG_ARGUMENTS and isinstance(value, torch.Tensor) and torch.jit.is_tracing():
+            changed = True
+            with warnings.catch_warnings():
+                # The tracer passes the default itself: a constant, not data the trace depends on.
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                return bool(value)
+        return value
+
+    args = tuple(fix(names[i] if i < len(names) else None, value) for i, value in enumerate(args))
+    kwargs = {name: fix(name, value) for name, value in kwargs.items()}
+    return (args, kwargs) if changed else None

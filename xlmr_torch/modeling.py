@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import math
 import numbers
@@ -56,6 +57,7 @@ from xlmr_core import (
     TokenClassifierOutput,
     XLMRobertaConfig,
 )
+from xlmr_core.call_limits import check_activation_size
 from xlmr_core.modeling_utils import (
     IGNORE_INDEX,
     check_first_token,
@@ -75,6 +77,7 @@ from .inputs import (
     check_length,
     check_shape,
     dtype_name,
+    normalise_call,
     tracing,
 )
 
@@ -628,6 +631,9 @@ class XLMRobertaPreTrainedModel(CheckpointIO, nn.Module):
                 "add_cross_attention=True needs is_decoder=True: cross-attention is a decoder part"
             )
         self.config = config
+        # numpy / list inputs and the legacy tracer's tensor flags, fixed before `forward` runs.
+        self.forward_argument_names = tuple(inspect.signature(type(self).forward).parameters)[1:]
+        self.register_forward_pre_hook(normalise_call, with_kwargs=True)
 
     # -- weights
     def post_init(self) -> None:
@@ -770,6 +776,7 @@ class XLMRobertaModel(EncodingMixin, XLMRobertaPreTrainedModel):
         device = (input_ids if input_ids is not None else inputs_embeds).device
         past_length = self._check_past(past_key_values, batch_size)
         check_length(config, past_length, seq_length)
+        check_activation_size(config, batch_size, seq_length, past_length)
         packing = None
         if unpads(unpadded, attention_mask):
             packing = plan_unpadded(config, attention_mask.to(device), batch_size, seq_length, token_budget)

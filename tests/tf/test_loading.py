@@ -1,4 +1,4 @@
-"""TF `from_pretrained`: built uninitialised, file maps adopted where aligned, the rest copied.
+"""TF `from_pretrained`: built uninitialised, copied (with `mmap=True`: file maps adopted where aligned).
 
 Expected values come from the file itself (`load_checkpoint`, numpy reads independent of the TF
 loader) or from the initialisation rules (normal kernels and tables with a zero pad row, zero
@@ -89,9 +89,9 @@ def _mapped_ranges(path) -> list[tuple[int, int]]:
     return ranges
 
 
-def test_an_aligned_table_becomes_the_variable_storage_without_a_copy(tmp_path):
+def test_with_mmap_an_aligned_table_becomes_the_variable_storage_without_a_copy(tmp_path):
     build("TFXLMRobertaModel", seed=14).save_pretrained(tmp_path)
-    model = xlmr_tf.TFXLMRobertaModel.from_pretrained(tmp_path)
+    model = xlmr_tf.TFXLMRobertaModel.from_pretrained(tmp_path, mmap=True)  # the opt-in
     table = model.roberta.embeddings.word_embeddings.table.value.read_value()
     address = np.from_dlpack(table).ctypes.data  # (`numpy()` would copy an outside buffer)
     ranges = _mapped_ranges((tmp_path / "model.safetensors").resolve())
@@ -101,7 +101,7 @@ def test_an_aligned_table_becomes_the_variable_storage_without_a_copy(tmp_path):
 def test_training_writes_stay_private_and_never_reach_the_file(tmp_path):
     build("TFXLMRobertaModel", seed=15).save_pretrained(tmp_path)
     before = (tmp_path / "model.safetensors").read_bytes()
-    model = xlmr_tf.TFXLMRobertaModel.from_pretrained(tmp_path)
+    model = xlmr_tf.TFXLMRobertaModel.from_pretrained(tmp_path, mmap=True)
     table = model.roberta.embeddings.word_embeddings.table
     table.assign_add(tf.ones_like(table))  # an in-place update of the adopted buffer
     kernel = model.roberta.encoder.layer[0].attention.self.query.kernel
