@@ -3,12 +3,14 @@
 Everything but the forward call is `xlmr_core.pipelines`, shared with `xlmr_torch` and `xlmr_tf`.
 The forward call is jitted; each batch is padded to a power-of-two number of rows and a multiple
 of 16 tokens (stand-in rows and padding that the answers never read), so it compiles once per
-shape bucket, and it runs unpadded within its token budget.
+shape bucket, and it runs unpadded within its token budget. The jitted step is kept per model and
+head, so every pipeline over the same model reuses what earlier ones compiled.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 
 import jax
 import numpy as np
@@ -26,14 +28,27 @@ def _load(head: str, directory):
     return cls.from_pretrained(directory, output_loading_info=True)
 
 
+# model -> {head: jitted step}; the steps hold the model weakly, so a dropped model is freed.
+_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _step(model, head: str):
+    """The jitted forward of `model` for `head`, made once and shared by its pipelines."""
+    steps = _STEPS.setdefault(model, {})
+    if head not in steps:
+        fields, ref = _FIELDS.get(head, ("logits",)), weakref.ref(model)
+
+        def run(params, ids, mask, budget):
+            output = ref()(ids, mask, params=params, unpadded=budget is not None, token_budget=budget)
+            return {name: output[name] for name in fields}
+
+        steps[head] = jax.jit(run, static_argnums=3)
+    return steps[head]
+
+
 def _forward(model, head: str):
     fields = _FIELDS.get(head, ("logits",))
-
-    def run(params, ids, mask, budget):
-        output = model(ids, mask, params=params, unpadded=budget is not None, token_budget=budget)
-        return {name: output[name] for name in fields}
-
-    step = jax.jit(run, static_argnums=3)
+    step = _step(model, head)
 
     def forward(input_ids: np.ndarray, attention_mask: np.ndarray) -> dict:
         rows, length = input_ids.shape

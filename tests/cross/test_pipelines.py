@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 from tests.cross.harness import FRAMEWORKS, load_adapter
 from tests.cross.pipeline_checkpoints import checkpoint_factory
-from tests.cross.pipeline_checks import Models, assert_same
+from tests.cross.pipeline_checks import CROSS_TASKS, Models, assert_same
 from xlmr_core.pipelines import PipelineError
 
 HEAVY = os.environ.get("XLMR_HEAVY") == "1"
@@ -35,6 +35,15 @@ BATCHED = {
     "feature-extraction": ("tiny", TEXTS, {"return_tensors": True}),
     "sentence-embedding": ("tiny", TEXTS, {}),
     "zero-shot-classification": ("nli", TEXTS[:4], {"candidate_labels": ["travel", "people", "robots"]}),
+    # Windows of 32 tokens: the longer contexts make several rows each, batched with other inputs' rows.
+    "question-answering": (
+        "qa",
+        [
+            {"question": q, "context": " ".join(TEXTS[i:] + TEXTS[: 2 * i])}
+            for i, q in enumerate(["Who?", "Where does Anna live?", "Where?", "Who met Maria?", "What?"])
+        ],
+        {"max_seq_len": 32, "doc_stride": 8, "top_k": 2},
+    ),
 }
 
 
@@ -48,8 +57,18 @@ def models():
     return Models()
 
 
-@pytest.mark.parametrize("framework", FRAMEWORKS)
-@pytest.mark.parametrize("task", sorted(BATCHED))
+# By default every task runs in torch, and TF and Flax run CROSS_TASKS, Flax at one batch size (each
+# new shape compiles): the batching is core code, the frameworks' forward calls are what differs.
+# Every task, framework and batch size under XLMR_HEAVY=1.
+BATCH_CASES = [
+    (framework, task)
+    for task in sorted(BATCHED)
+    for framework in FRAMEWORKS
+    if HEAVY or framework == "torch" or task in CROSS_TASKS
+]
+
+
+@pytest.mark.parametrize(("framework", "task"), BATCH_CASES)
 def test_answers_do_not_depend_on_the_batch(framework, task, checkpoints, models):
     """Shuffled inputs in batches of any size give each text its one-at-a-time answer (1e-6),
     in input order; and every framework gives torch's answers (1e-5)."""
@@ -58,7 +77,7 @@ def test_answers_do_not_depend_on_the_batch(framework, task, checkpoints, models
     pipe = models.pipeline(framework, task, checkpoints(name))
     alone = [pipe(text, batch_size=1, **options) for text in texts]
     rng = random.Random(0)
-    for batch_size in BATCH_SIZES:
+    for batch_size in BATCH_SIZES if HEAVY or framework != "flax" else BATCH_SIZES[:1]:
         order = list(range(len(texts)))
         rng.shuffle(order)
         batched = pipe([texts[i] for i in order], batch_size=batch_size, **options)
@@ -74,6 +93,9 @@ def test_answers_do_not_depend_on_the_batch(framework, task, checkpoints, models
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_an_iterable_is_answered_lazily_in_order(framework, checkpoints, models):
+    """Laziness is core code: TF and Flax (new shapes to compile) run it under XLMR_HEAVY=1."""
+    if framework != "torch" and not HEAVY:
+        pytest.skip("runs with XLMR_HEAVY=1")
     load_adapter(framework)
     pipe = models.pipeline(framework, "text-classification", checkpoints("classifier"))
     pulled = []
@@ -88,6 +110,19 @@ def test_an_iterable_is_answered_lazily_in_order(framework, checkpoints, models)
     first = next(answers)
     assert len(pulled) == 2
     assert_same([first, *answers], pipe(TEXTS), 1e-6)
+
+
+def test_max_question_len_cuts_the_question(checkpoints, models):
+    """A longer question is read up to the end of its `max_question_len`-th token (core code)."""
+    pipe = models.pipeline("torch", "question-answering", checkpoints("qa"))
+    question, context = "Where does Anna live and work every day of the week?", "Anna lives in Berlin."
+    offsets = models.tokenizer(checkpoints("qa"))(
+        question, add_special_tokens=False, return_offsets_mapping=True
+    )
+    cut = question[: offsets["offset_mapping"][3][1]]
+    answer = pipe(question=question, context=context, max_question_len=4)
+    assert answer == pipe(question=cut, context=context)
+    assert answer != pipe(question=question, context=context)
 
 
 def _message(call) -> str:
@@ -124,7 +159,26 @@ ERRORS = {
     "too long without truncation": lambda fw, m, c: m.pipeline(fw, "text-classification", c("classifier"))(
         "word " * 100
     ),
+    "qa empty context": lambda fw, m, c: _qa(fw, m, c)(question="Who?", context=""),
+    "qa empty question": lambda fw, m, c: _qa(fw, m, c)([{"question": "", "context": "Anna"}]),
+    "qa missing context": lambda fw, m, c: _qa(fw, m, c)({"question": "Who?"}),
+    "qa top_k 0": lambda fw, m, c: _qa(fw, m, c)(question="Who?", context="Anna", top_k=0),
+    "qa max_answer_len 0": lambda fw, m, c: _qa(fw, m, c)(question="Who?", context="Anna", max_answer_len=0),
+    "qa doc_stride too large": lambda fw, m, c: _qa(fw, m, c)(
+        question="Who?", context="Anna lives in Berlin. " * 20, max_seq_len=32, doc_stride=30
+    ),
+    "qa doc_stride over max_seq_len": lambda fw, m, c: _qa(fw, m, c)(
+        question="Who?", context="Anna", max_seq_len=32, doc_stride=40
+    ),
+    "qa max_seq_len over the model": lambda fw, m, c: _qa(fw, m, c)(
+        question="Who?", context="Anna", max_seq_len=384
+    ),
+    "qa lists of different lengths": lambda fw, m, c: _qa(fw, m, c)(question=["a", "b"], context=["c"]),
 }
+
+
+def _qa(framework, models, checkpoints):
+    return models.pipeline(framework, "question-answering", checkpoints("qa"))
 
 
 def _module(framework):
@@ -156,6 +210,18 @@ def test_errors_name_what_is_wrong(checkpoints, models):
     assert "entailment" in _message(
         lambda: ERRORS["zero-shot without entailment"]("torch", models, checkpoints)
     )
+    for case, named in [
+        ("qa empty context", "context"),
+        ("qa empty question", "inputs[0]['question']"),
+        ("qa missing context", "'context'"),
+        ("qa top_k 0", "top_k"),
+        ("qa max_answer_len 0", "max_answer_len"),
+        ("qa doc_stride too large", "doc_stride"),
+        ("qa doc_stride over max_seq_len", "doc_stride"),
+        ("qa max_seq_len over the model", "max_seq_len"),
+        ("qa lists of different lengths", "same length"),
+    ]:
+        assert named in _message(lambda case=case: ERRORS[case]("torch", models, checkpoints)), case
 
 
 def readme_pipeline_blocks() -> list[str]:

@@ -20,6 +20,7 @@ from .classification import TextClassificationPipeline, TextRankingPipeline
 from .errors import PipelineError
 from .features import FeatureExtractionPipeline, SentenceEmbeddingPipeline
 from .fill_mask import FillMaskPipeline
+from .question_answering import QuestionAnsweringPipeline
 from .token_classification import TokenClassificationPipeline
 from .zero_shot import ZeroShotClassificationPipeline
 
@@ -33,6 +34,7 @@ TASKS: dict[str, type[Pipeline]] = {
         TextRankingPipeline,
         TokenClassificationPipeline,
         ZeroShotClassificationPipeline,
+        QuestionAnsweringPipeline,
     )
 }
 
