@@ -12,6 +12,7 @@ from .modeling import (
     FlaxXLMRobertaPreTrainedModel,
 )
 from .pipeline import pipeline  # the function; the module stays importable by name
+from .ray_predictor import RayPredictor
 
 __all__ = [
     "FlaxXLMRobertaModel",
@@ -23,4 +24,5 @@ __all__ = [
     "FlaxXLMRobertaForQuestionAnswering",
     "FlaxXLMRobertaPreTrainedModel",
     "pipeline",
+    "RayPredictor",
 ]

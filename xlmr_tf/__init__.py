@@ -54,6 +54,7 @@ from .modeling import (  # noqa: E402
     TFXLMRobertaPreTrainedModel,
 )
 from .pipeline import pipeline  # noqa: E402  # the function; the module stays importable by name
+from .ray_predictor import RayPredictor  # noqa: E402
 
 __all__ = [
     "TFXLMRobertaModel",
@@ -65,4 +66,5 @@ __all__ = [
     "TFXLMRobertaForQuestionAnswering",
     "TFXLMRobertaPreTrainedModel",
     "pipeline",
+    "RayPredictor",
 ]

@@ -11,6 +11,7 @@ from .modeling import (
     XLMRobertaPreTrainedModel,
 )
 from .pipeline import pipeline  # the function; the module stays importable by name
+from .ray_predictor import RayPredictor
 
 __all__ = [
     "XLMRobertaModel",
@@ -22,4 +23,5 @@ __all__ = [
     "XLMRobertaForQuestionAnswering",
     "XLMRobertaPreTrainedModel",
     "pipeline",
+    "RayPredictor",
 ]
