@@ -68,8 +68,10 @@ from xlmr_core.modeling_utils import (
 
 from .activations import ACTIVATIONS, gelu
 from .checkpoint_io import CheckpointIO
+from .dense import Dense
 from .encoding import EncodingMixin
 from .input_lists import as_input_dict, is_input_list, list_order
+from .input_specs import ServingInputSpec
 from .inputs import (
     as_index,
     check_integer,
@@ -133,7 +135,7 @@ def zero_row(value: tf.Tensor, row: int) -> tf.Tensor:
 
 
 def _dense(config: XLMRobertaConfig, units: int, name: str, **kwargs) -> keras.layers.Dense:
-    return keras.layers.Dense(units, kernel_initializer=_normal(config), name=name, **kwargs)
+    return Dense(units, kernel_initializer=_normal(config), name=name, **kwargs)
 
 
 def _layer_norm(config: XLMRobertaConfig, name: str) -> keras.layers.LayerNormalization:
@@ -997,7 +999,7 @@ def _call_parameters(model_class) -> tuple[str, ...]:
     return tuple(inspect.signature(model_class.call).parameters)[1:]
 
 
-class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
+class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, ServingInputSpec, keras.Model):
     """Input handling for every model; Keras training is `KerasTraining`, files `CheckpointIO`."""
 
     base_model_prefix = "roberta"
@@ -1018,6 +1020,7 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
                 "add_cross_attention=True needs is_decoder=True: cross-attention is a decoder part"
             )
         self.config = config
+        self._init_input_conversion()
 
     # Not converted by AutoGraph: its control flow is on shapes and flags, and converting the
     # model's code made up most of the time to trace a training step or an export.
@@ -1040,7 +1043,8 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
                 raise TypeError(f"{type(self).__name__} got {key} both positionally and as a keyword")
             arguments[key] = value
         if any(isinstance(v, keras.KerasTensor) for v in tf.nest.flatten(list(arguments.values()))):
-            return super().__call__(*args, **kwargs)  # symbolic (functional) use: Keras traces `call`
+            # symbolic (functional) use: Keras traces `call`
+            return super().__call__(*self.autocast_floats(args), **self.autocast_floats(kwargs))
         options = {"training": arguments.pop("training")} if "training" in arguments else {}
         values = self.checked_inputs(arguments)
         for key in (*_INTEGER_INPUTS, *self.label_names):
@@ -1050,7 +1054,7 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
             k: v for k, v in values.items() if isinstance(v, bool) or (k in _STATIC_OPTIONS and v is not None)
         }
         tensors = {k: v for k, v in values.items() if v is not None and k not in flags}
-        return super().__call__(tensors, **flags, **options)
+        return super().__call__(self.autocast_floats(tensors), **flags, **options)
 
     def checked_inputs(self, arguments: dict) -> dict:
         """A call's arguments (name -> value, no `training`) as tensors, every input and target checked.
@@ -1099,14 +1103,14 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
             keras.config.set_dtype_policy(previous)
 
     # -- serving: what `tf.saved_model.save(model, directory)` and `model.export(directory)` write
-    def serving_signature(self) -> dict[str, tf.TensorSpec]:
-        """int32 `input_ids` and `attention_mask` (and `token_type_ids` when the config has more
-        than one token type), any batch size and length: the inputs of `serve`."""
+    def serving_signature(self, dtype=tf.int32) -> dict[str, tf.TensorSpec]:
+        """`dtype` (int32 or int64) `input_ids` and `attention_mask` (and `token_type_ids` when the
+        config has more than one token type), any batch size and length: the inputs of `serve`."""
         names = ["input_ids", "attention_mask"]
         if self.config.type_vocab_size > 1:
             names.append("token_type_ids")
         shape = [None] * self.dummy_inputs["input_ids"].shape.rank
-        return {name: tf.TensorSpec(shape, tf.int32, name=name) for name in names}
+        return {name: tf.TensorSpec(shape, dtype, name=name) for name in names}
 
     def serve(self, inputs: Mapping) -> dict:
         """The forward pass for serving: a dict of tensors in, a plain dict of output tensors out."""
@@ -1127,14 +1131,18 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, keras.Model):
 
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
         """`keras.Model.export`; a SavedModel's `serve` endpoint (and its `serving_default`
-        signature) is `self.serve`, over `serving_signature()` unless `input_signature` is given."""
-        if input_signature is None:
+        signature) is `self.serve`, over `serving_signature()` unless `input_signature` is given;
+        then `serve_int64` takes int64 ids, as the tokenizers return them for "np" and "tf"."""
+        default_signature = input_signature is None
+        if default_signature:
             input_signature = [self.serving_signature()]
         if format != "tf_saved_model":
             return super().export(filepath, format, verbose, input_signature, **kwargs)
         archive = keras.export.ExportArchive()
         archive.track(self)
-        archive.add_endpoint("serve", self._serving_function(input_signature))
+        archive.add_endpoint("serve", self._serving_function(input_signature))  # the first: serving_default
+        if default_signature:
+            archive.add_endpoint("serve_int64", self._serving_function([self.serving_signature(tf.int64)]))
         archive.write_out(filepath, verbose=True if verbose is None else verbose)
 
     def build(self, input_shape=None):

@@ -1,12 +1,14 @@
 """`fit` under tf.distribute equals one device on the same global batch, to 1e-5.
 
-MirroredStrategy runs on 2 logical CPU devices in one fresh process (devices are fixed when
-TF starts); MultiWorkerMirroredStrategy with 2 worker processes on localhost (TF_CONFIG) is
-heavy: XLMR_HEAVY=1 (nox -s distributed). The cases (tests/tf/distribute_script.py): the
-model's own loss with AdamW and with SGD (Adam alone would not see a loss summed over the
-replicas instead of averaged: it is scale-invariant), token labels ignored unevenly across
-the replicas (the mean is over the global batch's real labels), and `compile(loss=...)`,
-for which Keras builds the model on the replicas' averaged (float) first batch.
+MirroredStrategy (its default CPU collectives) runs on 2 logical CPU devices in one fresh
+process (devices are fixed when TF starts); MultiWorkerMirroredStrategy with 2 worker
+processes on localhost (TF_CONFIG) is heavy: XLMR_HEAVY=1 (nox -s distributed). The cases
+(tests/tf/distribute_script.py): the model's own loss with AdamW and with SGD (Adam alone
+would not see a loss summed over the replicas instead of averaged: it is scale-invariant),
+token labels ignored unevenly across the replicas (the mean is over the global batch's real
+labels), and `compile(loss=...)`, for which Keras builds the model on the replicas' averaged
+(float) first batch, fitted twice under one strategy. A `fit` with a bad label under the
+strategy gets the eager call's one-line error from the host-side batch check.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ TOLERANCE = 1e-5
 # steps, different for every summation order, so they are left out of the comparison.
 EXACTLY_ZERO_GRADIENT = ".attention.self.key.bias"
 # The default run's slice (each case traces two `fit`s; the uneven case also fails for a loss
-# summed over the replicas); XLMR_HEAVY=1 runs every case.
+# summed over the replicas; the compiled loss is fitted twice under one strategy, as a user
+# fits a second model); XLMR_HEAVY=1 runs every case.
 MIRRORED_CASES = (
-    [case[0] for case in distribute_script.CASES] if HEAVY else ["uneven_ignored_tokens", "compiled_loss"]
+    [case[0] for case in distribute_script.CASES] + ["compiled_loss"]
+    if HEAVY
+    else ["uneven_ignored_tokens", "compiled_loss", "compiled_loss"]
 )
 
 
@@ -66,7 +71,12 @@ def test_mirrored_strategy_on_two_devices_trains_like_one_device(starts, tmp_pat
         process.kill()
     assert process.returncode == 0, stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
-    assert sorted(report) == sorted(MIRRORED_CASES)
+    # The host-side batch check runs on each replica's part (labels [0, 1] and [1, 3]) before the
+    # compiled step: the eager call's one-line error, naming the second part's values.
+    assert report.pop("bad_label_error") == (
+        "ValueError: labels must be in [0, 3) or -100 (ignored); got values from 1 to 3"
+    )
+    assert sorted(report) == sorted(set(MIRRORED_CASES) | {"compiled_loss#2"})
     for name, entry in report.items():
         assert entry["replicas"] == 2
         assert entry["moved"] > 1e-3, name  # the weights did train

@@ -14,7 +14,18 @@ import tensorflow as tf
 import xlmr_tf
 from xlmr_core.weight_mapping import to_canonical_name
 
-from .conftest import HEADS, PAD, POSITION_KINDS, VOCAB, build, config_for, inputs_for, labels_for, token_ids
+from .conftest import (
+    HEADS,
+    HIDDEN,
+    PAD,
+    POSITION_KINDS,
+    VOCAB,
+    build,
+    config_for,
+    inputs_for,
+    labels_for,
+    token_ids,
+)
 
 
 def _np(value):
@@ -301,3 +312,26 @@ def test_mixed_precision_runs_close_to_float32(policy):
     exact.load_canonical_state(reference)
     np.testing.assert_allclose(_np(out.logits), _np(exact(token_ids()).logits), atol=0.1)
     assert np.isfinite(float(out.loss))
+
+
+def test_float_inputs_are_autocast_to_the_compute_dtype_not_to_the_int32_input_dtype():
+    # `input_dtype` is int32 (the ids' dtype, for Keras's and TFLite's signature inference), so
+    # Keras's own input conversion is off and the model autocasts floating inputs itself.
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build("TFXLMRobertaForCausalLM")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.input_dtype == "int32"
+    inputs = inputs_for("TFXLMRobertaForCausalLM")
+    # Small values: cast to integers they would all be 0.
+    embeds = 0.1 * np.random.default_rng(0).standard_normal((2, 7, HIDDEN)).astype(np.float32)
+    states = inputs["encoder_hidden_states"]
+
+    def run(embeds, dtype):
+        floats = {"inputs_embeds": embeds.astype(dtype), "encoder_hidden_states": states.astype(dtype)}
+        return np.asarray(model(attention_mask=inputs["attention_mask"], **floats).logits, np.float32)
+
+    assert model(inputs_embeds=embeds, encoder_hidden_states=states).logits.dtype == tf.float16
+    np.testing.assert_array_equal(run(embeds, np.float32), run(embeds, np.float16))
+    assert np.abs(run(embeds, np.float32) - run(0 * embeds, np.float32)).max() > 1e-3

@@ -78,3 +78,26 @@ def test_the_dynamic_range_int8_model_is_smaller_and_close_to_float32(converted)
         assert np.all(np.isfinite(quantized))
         # int8 weights: close, not equal (the tiny random model's logits are of order 1)
         assert 0 < np.abs(quantized - float32).max() < 0.25
+
+
+def test_from_keras_model_converts_a_called_model_with_dynamic_int32_ids():
+    # TF's Keras-model converter builds its signature from `_build_shapes_dict` and `input_dtype`
+    # (see xlmr_tf/input_specs.py); before, it traced float32 ids of length 2, which the checks
+    # refuse, and then failed on "input shapes have not been set" / a TypeError.
+    head = "TFXLMRobertaForTokenClassification"
+    model = build(head)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    run = runner(converter.convert())
+    details = run.get_input_details()
+    assert sorted(details) == ["attention_mask", "input_ids", "token_type_ids"]
+    assert {d["dtype"] for d in details.values()} == {np.int32}
+    assert all(list(d["shape_signature"]) == [-1, -1] for d in details.values())
+    for batch, length in SHAPES:
+        inputs = serving_inputs(head, batch, length)
+        expected, got = model.serve(inputs), run(**inputs)
+        assert sorted(got) == sorted(expected)
+        for name in expected:
+            np.testing.assert_allclose(
+                got[name], expected[name], atol=1e-4, err_msg=f"{name} {batch}x{length}"
+            )
