@@ -352,6 +352,36 @@ def test_a_fresh_namespace_may_still_be_built(tmp_path):
     assert (args.arch, args.layers) == ("xlmr", 2)
 
 
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_numpy_scalars_in_fairseq_args_still_load(tmp_path, protocol):
+    # numpy pickles a dtype with BUILD; fairseq's args carry numpy scalars (a learning rate, a seed).
+    import argparse
+    import pickle
+
+    path = tmp_path / "model.pt"
+    args = argparse.Namespace(lr=np.float64(0.25), seed=np.int64(7))
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"args": args}, protocol))
+    loaded = torch_pickle.load(path)["args"]
+    assert (loaded.lr, loaded.seed) == (0.25, 7) and loaded.lr.dtype == np.float64
+
+
+def test_a_big_endian_numpy_scalar_is_refused(tmp_path):
+    # Its state would flip the byte order of the value under a dtype made from its name alone.
+    import pickle
+
+    path = tmp_path / "model.pt"
+    little = pickle.dumps({"lr": np.float64(0.25)}, 2)
+    assert little.count(b"X\x01\x00\x00\x00<") == 1  # the dtype's byte-order field
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", little.replace(b"X\x01\x00\x00\x00<", b"X\x01\x00\x00\x00>"))
+    with pytest.raises(CheckpointError) as error:
+        torch_pickle.load(path)
+    one_line(
+        error, "model.pt: refused to load: the pickle sets the state of a", "nothing in the file was run"
+    )
+
+
 def test_the_duplicate_entry_really_holds_two_different_tensors(tmp_path):
     # Which of the two a reader takes depends on the reader (and torch's version): refusing is the
     # only answer that gives one model for one file.

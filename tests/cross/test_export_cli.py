@@ -10,6 +10,7 @@ external data forced); `XLMR_HEAVY=1` exports every head.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -30,6 +31,7 @@ from conversion.errors import (  # noqa: E402
     EXIT_USAGE,
 )
 from tests.cross.harness import HEADS, config_for  # noqa: E402
+from xlmr_core import XLMRobertaConfig  # noqa: E402
 from xlmr_core.pretrained import bundled_checkpoint  # noqa: E402
 
 HEAVY = os.environ.get("XLMR_HEAVY") == "1"
@@ -103,8 +105,20 @@ def _check_onnx(out: Path, source: Path, head: str) -> None:
     # Dynamic axes: symbolic names, not the example's sizes.
     assert all(isinstance(dim, str) for dim in inputs[0].shape), inputs[0].shape
     compare(run, eager(source, head), head)
+    assert_same_files(out, source)
+
+
+def assert_same_files(out: Path, source: Path) -> None:
+    """The artifact carries the source's config and tokenizer files; only the tokenizer's
+    `model_max_length` is lowered to what the model takes (the source's copy says the bundled 64)."""
     for name in ("config.json", *TOKENIZER_FILES):
-        assert (out / name).read_bytes() == (source / name).read_bytes(), name
+        if name != "tokenizer_config.json":
+            assert (out / name).read_bytes() == (source / name).read_bytes(), name
+    written, copied = (json.loads((d / "tokenizer_config.json").read_text()) for d in (out, source))
+    config = XLMRobertaConfig.from_pretrained(source)
+    assert config.position_embedding_type == "absolute"  # two positions go to the padding offset
+    limit = min(copied["model_max_length"], config.max_position_embeddings - 2)
+    assert written == {**copied, "model_max_length": limit}
 
 
 # ----------------------------------------------------------------------------- ONNX

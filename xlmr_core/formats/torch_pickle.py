@@ -179,6 +179,11 @@ def _numpy_dtype(name, align=False, copy=True):
     return dtype
 
 
+def _plain_dtype_state(state) -> bool:
+    """Whether `state` is what numpy pickles for a little-endian (or byte-order-free) plain dtype."""
+    return isinstance(state, tuple) and len(state) >= 2 and state[1] in ("<", "|", "=")
+
+
 def _numpy_scalar(dtype, data=None):
     if (
         not isinstance(dtype, np.dtype)
@@ -234,6 +239,11 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the Python one: its opcodes ca
         # Anything else (a storage record's size, a rebuilt tensor, one of the allowed
         # functions) would let the pickle change what this module checked or runs.
         state, target = self.stack[-1], self.stack[-2] if len(self.stack) > 1 else None
+        if isinstance(target, np.dtype) and _plain_dtype_state(state):
+            # numpy pickles every dtype with its state (fairseq's args hold numpy scalars); the
+            # dtype was already made from its name, so the state is checked, never applied.
+            self.stack.pop()
+            return
         if not (type(target) is PickledArgs and not target and isinstance(state, dict)):
             raise CheckpointError(
                 f"{self.path}: refused to load: the pickle sets the state of a {type(target).__name__}, "
