@@ -9,13 +9,9 @@ from xlmr_core.checkpoint import FLOAT_DTYPES, FORMATS
 
 from .errors import (
     EXIT_CODES_HELP,
-    EXIT_INTERRUPTED,
     EXIT_OK,
-    EXIT_USAGE,
-    REPORTED,
     ConversionError,
-    exit_code,
-    one_line,
+    run_command,
 )
 
 PROG = "xlmr-convert"
@@ -260,21 +256,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (see `xlmr-convert --help`)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        return run(args)
-    except REPORTED as error:
-        sys.stderr.write(f"{PROG}: error: {one_line(error)}\n")
-        return exit_code(error)
-    except KeyboardInterrupt:
-        sys.stderr.write(f"\n{PROG}: interrupted; nothing was written\n")
-        return EXIT_INTERRUPTED
-    except SystemExit as exit_:  # --help
-        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    except Exception as error:  # never a Traceback: one line saying what it was, exit 9
-        sys.stderr.write(f"{PROG}: error: {one_line(f'{type(error).__name__}: {error}')}\n")
-        return exit_code(error)
+    return run_command(PROG, build_parser(), run, argv)
 
 
 if __name__ == "__main__":

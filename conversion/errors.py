@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from xlmr_core.checkpoint import (
     CheckpointError,
     CheckpointShapeError,
@@ -115,3 +117,25 @@ def exit_code(error: BaseException) -> int:
 def one_line(error: BaseException) -> str:
     """The error's message as one line of at most `MAX_MESSAGE` characters."""
     return clip(str(error), MAX_MESSAGE) or type(error).__name__
+
+
+def run_command(prog: str, parser, run, argv, usage_errors: tuple = ()) -> int:
+    """Parse `argv` with `parser` and return `run(args)`'s exit status. Every error ends as one
+    line on stderr and its exit status, never a Traceback: the `REPORTED` errors by `exit_code`,
+    `usage_errors` (a command's own) as usage, anything unexpected as exit 9."""
+    try:
+        return run(parser.parse_args(argv))
+    except REPORTED as error:
+        sys.stderr.write(f"{prog}: error: {one_line(error)}\n")
+        return exit_code(error)
+    except usage_errors as error:
+        sys.stderr.write(f"{prog}: error: {one_line(error)}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\n{prog}: interrupted; nothing was written\n")
+        return EXIT_INTERRUPTED
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    except Exception as error:
+        sys.stderr.write(f"{prog}: error: {one_line(f'{type(error).__name__}: {error}')}\n")
+        return exit_code(error)

@@ -15,17 +15,13 @@ from xlmr_core.pipelines.batch import RecordError, plain, predict
 
 from .errors import (
     EXIT_CODES_HELP,
-    EXIT_INTERRUPTED,
     EXIT_OK,
-    EXIT_USAGE,
-    REPORTED,
     ConversionError,
     CorruptFileError,
     DestinationExistsError,
     MissingDependencyError,
     MissingFileError,
-    exit_code,
-    one_line,
+    run_command,
 )
 from .progress import Progress
 
@@ -215,24 +211,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (see `xlmr-predict --help`)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        return run(args)
-    except REPORTED as error:
-        sys.stderr.write(f"{PROG}: error: {one_line(error)}\n")
-        return exit_code(error)
-    except PipelineError as error:  # an unknown task or option, a model that does not fit the task
-        sys.stderr.write(f"{PROG}: error: {one_line(error)}\n")
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        sys.stderr.write(f"\n{PROG}: interrupted; nothing was written\n")
-        return EXIT_INTERRUPTED
-    except SystemExit as exit_:  # --help
-        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    except Exception as error:  # never a Traceback: one line saying what it was, exit 9
-        sys.stderr.write(f"{PROG}: error: {one_line(f'{type(error).__name__}: {error}')}\n")
-        return exit_code(error)
+    # A PipelineError here is an unknown task or option, or a model that does not fit the task.
+    return run_command(PROG, build_parser(), run, argv, usage_errors=(PipelineError,))
 
 
 if __name__ == "__main__":
