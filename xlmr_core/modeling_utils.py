@@ -14,6 +14,12 @@ import numpy as np
 IGNORE_INDEX = -100
 
 
+# The forward arguments that hold an array, in the reference's order: the token inputs, the
+# decoder's cross-attention inputs, and the targets of the heads.
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "head_mask", "inputs_embeds")
+CROSS_ATTENTION_INPUTS = ("encoder_hidden_states", "encoder_attention_mask")
+TARGETS = ("labels", "start_positions", "end_positions")
+
 # Ids of any of these dtypes are accepted (and cast to the framework's index dtype);
 # every other dtype of an id tensor is a `TypeError` with the same text in all three frameworks.
 INTEGER_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")

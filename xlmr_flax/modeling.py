@@ -56,7 +56,9 @@ from xlmr_core import (
     XLMRobertaConfig,
 )
 from xlmr_core.modeling_utils import (
+    CROSS_ATTENTION_INPUTS,
     IGNORE_INDEX,
+    TOKEN_INPUTS,
     check_first_token,
     check_sequence_length,
     classification_problem_type,
@@ -1061,17 +1063,7 @@ class XLMRobertaForQuestionAnsweringModule(nn.Module):
 
 # ----------------------------------------------------------------------------- wrapper base class
 
-_ALL_INPUTS = (
-    "input_ids",
-    "attention_mask",
-    "token_type_ids",
-    "position_ids",
-    "head_mask",
-    "inputs_embeds",
-    "encoder_hidden_states",
-    "encoder_attention_mask",
-    "past_key_values",
-)
+_ALL_INPUTS = (*TOKEN_INPUTS, *CROSS_ATTENTION_INPUTS, "past_key_values")
 
 
 class FlaxXLMRobertaPreTrainedModel(CheckpointIO, InputChecks):

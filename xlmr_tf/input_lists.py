@@ -11,22 +11,16 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-_TOKEN_INPUTS = (
-    "input_ids",
-    "attention_mask",
-    "token_type_ids",
-    "position_ids",
-    "head_mask",
-    "inputs_embeds",
-)
-_DECODER_INPUTS = ("encoder_hidden_states", "encoder_attention_mask", "past_key_values", "use_cache")
+from xlmr_core.modeling_utils import CROSS_ATTENTION_INPUTS, TOKEN_INPUTS
+
+_DECODER_INPUTS = (*CROSS_ATTENTION_INPUTS, "past_key_values", "use_cache")
 _FLAGS = ("output_attentions", "output_hidden_states", "return_dict")
 
 
 def list_order(parameters, label_names) -> tuple[str, ...]:
     """The reference's positional order for a model whose `call` takes `parameters`."""
     decoder = _DECODER_INPUTS if "use_cache" in parameters else ()
-    return (*_TOKEN_INPUTS, *decoder, *_FLAGS, *label_names)
+    return (*TOKEN_INPUTS, *decoder, *_FLAGS, *label_names)
 
 
 def is_input_list(value) -> bool:

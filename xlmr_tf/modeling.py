@@ -60,7 +60,10 @@ from xlmr_core import (
 )
 from xlmr_core.call_limits import check_activation_size
 from xlmr_core.modeling_utils import (
+    CROSS_ATTENTION_INPUTS,
     IGNORE_INDEX,
+    TARGETS,
+    TOKEN_INPUTS,
     check_first_token,
     classification_problem_type,
     relative_position_index,
@@ -968,19 +971,11 @@ def _static(shape) -> bool:
 
 # What `call` accepts from a dict; anything else in a dict is an error, not ignored.
 _INPUT_NAMES = (
-    "input_ids",
-    "attention_mask",
-    "token_type_ids",
-    "position_ids",
-    "head_mask",
-    "inputs_embeds",
-    "encoder_hidden_states",
-    "encoder_attention_mask",
+    *TOKEN_INPUTS,
+    *CROSS_ATTENTION_INPUTS,
     "past_key_values",
     "use_cache",
-    "labels",
-    "start_positions",
-    "end_positions",
+    *TARGETS,
     "output_attentions",
     "output_hidden_states",
     "return_dict",

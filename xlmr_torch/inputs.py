@@ -15,6 +15,9 @@ import numpy as np
 import torch
 
 from xlmr_core.modeling_utils import (
+    CROSS_ATTENTION_INPUTS,
+    TARGETS,
+    TOKEN_INPUTS,
     array_argument_message,
     check_index_range,
     check_integer_dtype,
@@ -129,21 +132,7 @@ def check_label_shapes(labels, shapes: list[tuple[int, ...]], name: str = "label
 # ------------------------------------------------------------------- arguments of a model call
 # Forward arguments that hold one array each: numpy arrays, lists and other frameworks' arrays
 # given for them become tensors (the TF and Flax models take foreign arrays the same way).
-ARRAY_ARGUMENTS = frozenset(
-    {
-        "input_ids",
-        "attention_mask",
-        "token_type_ids",
-        "position_ids",
-        "head_mask",
-        "inputs_embeds",
-        "encoder_hidden_states",
-        "encoder_attention_mask",
-        "labels",
-        "start_positions",
-        "end_positions",
-    }
-)
+ARRAY_ARGUMENTS = frozenset((*TOKEN_INPUTS, *CROSS_ATTENTION_INPUTS, *TARGETS))
 # Flags with a `False` default: the legacy tracer (`torch.onnx.export(..., dynamo=False)`)
 # passes every defaulted argument, and passes these as 0-d bool tensors.
 FLAG_ARGUMENTS = frozenset({"unpadded", "labelled_positions_only"})

@@ -94,19 +94,18 @@ def column(answers: list) -> np.ndarray:
 
 
 class BatchPredictor:
-    """Adds to each `{column: array}` batch the column `output_column` with every row's answer
-    to the text in `input_column`. `make_pipeline(task, directory, **options)` builds the pipeline
-    (once, here); each framework's `RayPredictor` is this with its own `pipeline`."""
+    """`ds.map_batches(RayPredictor, fn_constructor_args=(task, directory),
+    fn_constructor_kwargs=dict(input_column="text", output_column="answer"), concurrency=N,
+    batch_size=B)`: each worker builds the pipeline once and adds to every batch a column with each
+    row's answer (float32 vectors for embeddings, JSON-serialisable values otherwise). Further
+    keyword arguments are the pipeline's options.
+
+    Each framework's `RayPredictor` is this class with its own `pipeline` as `make_pipeline`."""
+
+    make_pipeline: Callable[..., Pipeline]  # (task, directory, **options) -> Pipeline
 
     def __init__(
-        self,
-        task: str,
-        directory,
-        make_pipeline: Callable[..., Pipeline],
-        *,
-        input_column: str = "text",
-        output_column: str = "answer",
-        **options,
+        self, task: str, directory, *, input_column: str = "text", output_column: str = "answer", **options
     ):
         for name, value in (("input_column", input_column), ("output_column", output_column)):
             if not isinstance(value, str) or not value:
@@ -115,7 +114,7 @@ class BatchPredictor:
             raise PipelineError(f"output_column must differ from input_column ({input_column!r})")
         self.input_column = input_column
         self.output_column = output_column
-        self.pipeline = make_pipeline(task, directory, **options)
+        self.pipeline = self.make_pipeline(task, directory, **options)
         self.pipeline.resolve({})  # the options' values are checked now, not at the first batch
 
     def __call__(self, batch: dict) -> dict:
