@@ -11,7 +11,7 @@ from xlmr_core.checkpoint import (
 )
 from xlmr_core.checkpoint import MissingDependencyError as CoreMissingDependencyError
 from xlmr_core.configuration import ConfigError
-from xlmr_core.formats.base import clip
+from xlmr_core.errors import clip
 from xlmr_core.tokenization_base import TokenizerError
 
 # Exit statuses, documented in `xlmr-convert --help`.

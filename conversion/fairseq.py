@@ -34,8 +34,9 @@ import numpy as np
 from xlmr_core import XLMRobertaConfig
 from xlmr_core.architecture import expected_shapes
 from xlmr_core.checkpoint import FLOAT_DTYPES, FORMAT_FILES, check_writable
+from xlmr_core.errors import short
 from xlmr_core.formats import torch_pickle
-from xlmr_core.formats.base import LazyTensor, eager, short
+from xlmr_core.formats.base import LazyTensor, eager
 
 from .convert import staged_destination, write_formats
 from .errors import (

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from xlmr_core._atomic import atomic_output
-from xlmr_core.formats.base import clip, short
+from xlmr_core.errors import clip, short
 from xlmr_core.pipelines import TASKS, PipelineError
 from xlmr_core.pipelines.batch import RecordError, plain, predict
 

@@ -11,7 +11,7 @@ import os
 import re
 
 from .configuration import ConfigError
-from .formats.base import OneLineError
+from .errors import OneLineError
 from .modeling_utils import is_static
 
 ENV_VAR = "XLMR_MAX_ACTIVATION_BYTES"

@@ -27,20 +27,17 @@ import numpy as np
 
 from ._atomic import staged_directory
 from .architecture import detect_heads, expected_shapes
-from .formats import flax_msgpack, keras_h5, safetensors, torch_pickle
-from .formats.base import (
-    BFLOAT16,
+from .errors import (
     CheckpointError,
     CheckpointShapeError,
-    LazyTensor,
     MissingDependencyError,
     UnsupportedCheckpointError,
-    as_lazy,
-    eager,
-    parse_json,
     require,
     short,
 )
+from .formats import flax_msgpack, keras_h5, safetensors, torch_pickle
+from .formats.base import BFLOAT16, LazyTensor, as_lazy, eager
+from .json_text import parse_json
 from .pretrained import require_directory
 from .tokenizer_limits import fit_tokenizer_config
 from .weight_mapping import BASE_MODEL_PREFIX, IGNORED_CHECKPOINT_KEYS

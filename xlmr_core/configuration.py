@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ._atomic import atomic_write_text
-from .formats.base import OneLineError, parse_json, short
+from .errors import OneLineError, short
+from .json_text import parse_json
 from .overrides import DTYPE_FIELDS, HONOURED_KEYWORDS, caller_labels, override_problem
 
 CONFIG_NAME = "config.json"

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_write_text
-from .formats.base import CheckpointError, clip, parse_json, short
+from .errors import CheckpointError, clip, short
+from .json_text import parse_json
 
 POOLING_MODES = ("mean", "cls", "max")
 DEFAULT_POOLING = "mean"

@@ -17,7 +17,8 @@ import numpy as np
 
 from .checkpoint import canonicalize
 from .configuration import CONFIG_NAME, UnknownKeywordError, XLMRobertaConfig
-from .formats.base import CheckpointShapeError, LazyTensor, short
+from .errors import CheckpointShapeError, short
+from .formats.base import LazyTensor
 from .overrides import DTYPE_FIELDS, DTYPE_HINT
 from .pretrained import require_directory
 from .weight_mapping import BASE_MODEL_PREFIX, LoadReport, match_checkpoint

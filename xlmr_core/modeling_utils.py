@@ -108,17 +108,28 @@ def check_index_range(name: str, low: int, high: int, size: int) -> None:
         raise ValueError(f"{name} contains {bad}, outside {table} [0, {size})")
 
 
-def relative_position_index(query_length: int, key_length: int, max_position_embeddings: int) -> np.ndarray:
+def relative_position_index(
+    query_length, key_length, max_position_embeddings: int, arange=None, query_start=None
+):
     """Rows of the `distance_embedding` table for each (query, key) pair, `[query, key]`.
 
     The queries are the last `query_length` of the `key_length` positions (the earlier
     ones come from the key/value cache), so a step with a cache sees the same distances
     as a full recompute. (The reference places every query of a cached call at the last
-    position, which is only right for one new token at a time.)
+    position, which is only right for one new token at a time.) A fixed-size cache puts the
+    queries at `query_start` instead.
+
+    With numpy (the default) the lengths are ints and the result is int32. A framework passes
+    its own `arange` (`torch.arange`, `tf.range`, `jnp.arange`) to build the same index from
+    lengths known only inside a traced graph.
     """
-    query_positions = np.arange(key_length - query_length, key_length)[:, None]
-    key_positions = np.arange(key_length)[None, :]
-    return (query_positions - key_positions + max_position_embeddings - 1).astype(np.int32)
+    numpy = arange is None
+    arange = np.arange if numpy else arange
+    start = key_length - query_length if query_start is None else query_start
+    query_positions = (start + arange(query_length))[:, None]
+    key_positions = arange(key_length)[None, :]
+    index = query_positions - key_positions + (max_position_embeddings - 1)
+    return index.astype(np.int32) if numpy else index
 
 
 def classification_problem_type(config, labels_are_integer: bool) -> str:

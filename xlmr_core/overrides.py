@@ -14,7 +14,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .formats.base import short
+from .errors import short
 
 LABEL_KEYS = ("num_labels", "id2label", "label2id")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .formats.base import clip
+from .errors import clip
 
 BUNDLED_CHECKPOINT = Path(__file__).parent / "data" / "xlmr-tiny"
 HELDOUT_FILE = "heldout.tsv"

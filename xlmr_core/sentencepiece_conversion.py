@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import sentencepiece as spm
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-from .formats.base import reason, short
+from .errors import reason, short
 from .tokenization_base import TokenizerError, native, read_tokenizer_file
 
 SPIECE_UNDERLINE = "▁"

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._atomic import atomic_write_text, staged_directory
-from .formats.base import OneLineError, parse_json, reason, short
+from .errors import OneLineError, reason, short
+from .json_text import parse_json
 from .pretrained import require_directory
 from .tokenizer_limits import directory_limit
 

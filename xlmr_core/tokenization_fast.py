@@ -20,7 +20,8 @@ from pathlib import Path
 from tokenizers import AddedToken, Tokenizer
 
 from ._atomic import atomic_write_bytes, atomic_write_text
-from .formats.base import parse_json, short
+from .errors import short
+from .json_text import parse_json
 from .sentencepiece_conversion import (
     check_charsmap,
     convert_sentencepiece_to_tokenizer,

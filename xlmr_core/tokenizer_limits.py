@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ._atomic import atomic_write_text
 from .configuration import CONFIG_NAME, ConfigError, XLMRobertaConfig
-from .formats.base import parse_json
+from .json_text import parse_json
 
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 

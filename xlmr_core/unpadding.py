@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import short as _short
+
 # The smallest bucket; below it the saving is not worth a compilation.
 MIN_TOKEN_BUDGET = 64
 # Buckets have this many significant bits, so a budget wastes at most 1 / 2**(bits - 1) of itself.
@@ -52,6 +54,34 @@ def token_budget(real_tokens: int, capacity: int) -> int:
         return min(MIN_TOKEN_BUDGET, capacity)
     step = 1 << max(real_tokens.bit_length() - BUDGET_SIGNIFICANT_BITS, 0)
     return min(-(-real_tokens // step) * step, capacity)
+
+
+def check_unpadded_arguments(unpadded, token_budget) -> None:
+    """`unpadded` is a bool; `token_budget` is None or a positive Python int, given with `unpadded=True`.
+
+    The budget is a static packed length (a shape under `jit` and XLA), so a traced or
+    floating value is refused rather than rounded.
+    """
+    if not isinstance(unpadded, (bool, np.bool_)):
+        raise TypeError(f"unpadded must be True or False, got {type(unpadded).__name__}")
+    if token_budget is None:
+        return
+    if (
+        isinstance(token_budget, (bool, np.bool_))
+        or not isinstance(token_budget, (int, np.integer))
+        or token_budget < 1
+    ):
+        raise ValueError(f"token_budget must be a positive integer or None, got {_short(token_budget)}")
+    if not unpadded:
+        raise ValueError("token_budget is the packed length of unpadded=True; pass unpadded=True with it")
+
+
+def check_budget_fits(token_budget, real_tokens: int) -> None:
+    """A `token_budget` must hold every real token of the batch."""
+    if token_budget is not None and int(token_budget) < int(real_tokens):
+        raise ValueError(
+            f"token_budget={int(token_budget)} is smaller than the batch's {int(real_tokens)} real tokens"
+        )
 
 
 def padding_fraction(attention_mask) -> float:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .formats.base import CheckpointShapeError, short
+from .errors import CheckpointShapeError, short
 
 BASE_MODEL_PREFIX = "roberta"
 

@@ -25,7 +25,7 @@ from xlmr_core.embeddings import (
     read_sentence_transformers,
     resolve_encode_options,
 )
-from xlmr_core.formats.base import CheckpointError
+from xlmr_core.errors import CheckpointError
 from xlmr_core.pretrained import bundled_checkpoint
 
 ST_FILES = (

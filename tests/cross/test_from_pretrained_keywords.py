@@ -15,7 +15,7 @@ import pytest
 from tests.cross.harness import FRAMEWORKS, example_inputs, load_adapter
 from xlmr_core import XLMRobertaConfig
 from xlmr_core.configuration import ConfigError, UnknownKeywordError
-from xlmr_core.formats.base import CheckpointShapeError
+from xlmr_core.errors import CheckpointShapeError
 
 HEAD = "ForSequenceClassification"  # the checkpoint fixture's is 3 labels, LABEL_0..2
 NAMES = {0: "negative", 1: "neutral", 2: "positive"}

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..formats.base import short
+from ..errors import short
 from .base import DEFAULT_BATCH_SIZE, Forward, Pipeline
 from .classification import TextClassificationPipeline, TextRankingPipeline
 from .errors import PipelineError

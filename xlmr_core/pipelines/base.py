@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..formats.base import short
+from ..errors import short
 from .errors import PipelineError, check_bool, check_known_options, check_positive_int, check_text
 
 DEFAULT_BATCH_SIZE = 32

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..formats.base import clip, short
+from ..errors import clip, short
 from .base import Pipeline
 from .errors import PipelineError
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..formats.base import short
+from ..errors import short
 from . import scores
 from .base import Pipeline, Prepared, check_tokenizer_options
 from .errors import PipelineError, check_choice, check_text, check_top_k

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..formats.base import OneLineError, short
+from ..errors import OneLineError, short
 
 
 class PipelineError(OneLineError, ValueError):

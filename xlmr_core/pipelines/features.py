@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..embeddings import encode_texts
-from ..formats.base import short
+from ..errors import short
 from .base import Pipeline, Prepared, check_tokenizer_options
 from .errors import PipelineError, check_bool, check_text
 

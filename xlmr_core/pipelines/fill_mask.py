@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from ..formats.base import short
+from ..errors import short
 from . import scores
 from .base import Pipeline, Prepared, check_tokenizer_options
 from .errors import PipelineError, check_text, check_top_k

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..formats.base import short
+from ..errors import short
 from .base import Pipeline, Prepared
 from .errors import PipelineError, check_bool, check_positive_int, check_text, check_top_k
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..formats.base import short
+from ..errors import short
 from . import scores
 from .base import Pipeline, Prepared
 from .errors import PipelineError, check_bool, check_text
