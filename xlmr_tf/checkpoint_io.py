@@ -7,7 +7,6 @@ only moves arrays in and out of Keras variables.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import Mapping
@@ -15,17 +14,9 @@ from collections.abc import Mapping
 import numpy as np
 import tensorflow as tf
 
-from xlmr_core.checkpoint import open_checkpoint, save_checkpoint
-from xlmr_core.embeddings import (
-    read_sentence_transformers,
-    sentence_transformers_files,
-    write_sentence_transformers,
-)
-from xlmr_core.formats.base import LazyTensor, as_lazy
-from xlmr_core.loading import line_up, loading_info, log_loading_info, resolve_config
+from xlmr_core.formats.base import LazyTensor
+from xlmr_core.model_io import ModelIO
 from xlmr_core.weight_mapping import to_canonical_state, to_framework_state
-
-logger = logging.getLogger("xlmr_tf.modeling")
 
 
 # Tensors that are copied are read from the file in blocks of rows of about this size, so that
@@ -120,8 +111,12 @@ def _assign(variable, tensor: LazyTensor, transposed: bool, adopted: set[int] | 
     variable.assign(value)
 
 
-class CheckpointIO:
-    """`from_pretrained`, `save_pretrained` and the canonical state of a Keras model."""
+class CheckpointIO(ModelIO):
+    """`from_pretrained`, `save_pretrained` and the canonical state of a Keras model
+    (the skeleton is `xlmr_core.model_io.ModelIO`; this fills in Keras variables)."""
+
+    class_name_prefix = "TF"
+    logger_name = "xlmr_tf.modeling"
 
     # The bare model's canonical names carry no `roberta.` prefix (as torch's XLMRobertaModel),
     # although its layers sit under a `roberta` scope like the heads' (as in the reference).
@@ -148,25 +143,6 @@ class CheckpointIO:
         """The weights under their canonical checkpoint names and layout, as numpy arrays."""
         return self.to_canonical({path: v.numpy() for path, v in self._variables_by_path().items()})
 
-    def save_pretrained(
-        self,
-        save_directory: str | os.PathLike,
-        max_shard_size: int | str | None = None,
-        *,
-        sentence_transformers=False,
-    ) -> None:
-        """Write `config.json` and `model.safetensors` (or shards) in the shared checkpoint format.
-
-        `sentence_transformers=True` (or a mapping of `pooling`, `normalize`, `max_seq_length`)
-        also writes the sentence-transformers files; save the tokenizer into the same directory."""
-        files = sentence_transformers_files(
-            self.config, sentence_transformers, getattr(self, "sentence_transformers", None)
-        )
-        # The architecture is named framework-neutrally, as every framework reads the directory.
-        config = self.config.copy(architectures=[type(self).__name__.removeprefix("TF")])
-        save_checkpoint(save_directory, self.canonical_state(), config, max_shard_size=max_shard_size)
-        write_sentence_transformers(save_directory, files)
-
     def load_canonical_state(
         self,
         checkpoint: Mapping[str, np.ndarray],
@@ -188,26 +164,31 @@ class CheckpointIO:
         stores transposed, are still copied).
         """
         paths = self._variables_by_path()
-        # Shapes in canonical layout: map zero-byte stand-ins through the same rules.
-        stand_ins = {path: np.broadcast_to(np.int8(0), tuple(v.shape)) for path, v in paths.items()}
-        expected = {name: array.shape for name, array in self.to_canonical(stand_ins).items()}
-        report = line_up(
-            expected,
-            checkpoint,
-            tie_word_embeddings=self.config.tie_word_embeddings,
-            where=where,
-            base_model_prefix=self.base_model_prefix,
-            ignore_mismatched_sizes=ignore_mismatched_sizes,
-        )
-        if initialise_missing or report.mismatched:
-            stand_ins = {name: np.empty((0, 0), np.int8) for name in report.to_initialise}
-            self.initialise_randomly([paths[path] for path in self.from_canonical(stand_ins)])
         adopted: set[int] | None = set() if adopt_maps else None
-        for name, tensor in as_lazy(report.state).items():
+
+        def assign(name, tensor):
             # The tf name and layout of this one tensor; a kernel comes back as `tensor.T`.
             ((path, laid_out),) = self.from_canonical({name: tensor}).items()
             _assign(paths[path], tensor, laid_out is not tensor, adopted)
-        return loading_info(report)
+
+        return self._load_state(
+            checkpoint,
+            assign,
+            initialise_missing=initialise_missing,
+            where=where,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
+        )
+
+    def _canonical_shapes(self) -> dict[str, tuple[int, ...]]:
+        # Shapes in canonical layout: map zero-byte stand-ins through the same rules.
+        paths = self._variables_by_path()
+        stand_ins = {path: np.broadcast_to(np.int8(0), tuple(v.shape)) for path, v in paths.items()}
+        return {name: array.shape for name, array in self.to_canonical(stand_ins).items()}
+
+    def _initialise(self, names: list[str]) -> None:
+        paths = self._variables_by_path()
+        stand_ins = {name: np.empty((0, 0), np.int8) for name in names}
+        self.initialise_randomly([paths[path] for path in self.from_canonical(stand_ins)])
 
     @classmethod
     def from_pretrained(
@@ -233,24 +214,22 @@ class CheckpointIO:
         storage as they are, mapped from the file (faster, shares the page cache): the file
         must then not be modified or truncated while the model lives.
         """
-        from .modeling import uninitialised
+        def build(config):
+            from .modeling import uninitialised
 
-        config = resolve_config(directory, config, **config_overrides)
-        sentence_transformers = read_sentence_transformers(directory)
+            with uninitialised():
+                return cls(config)
+
         # Tensors are read in row blocks into one copy each. With `mmap`, safetensors files open
         # as copy-on-write maps whose aligned tensors become the variables' storage as they are
         # (pages shared with the page cache, copied privately only where training writes).
-        with open_checkpoint(directory, mmap=mmap) as checkpoint:
-            with uninitialised():
-                model = cls(config)
-            info = model.load_canonical_state(
-                checkpoint.tensors,
-                initialise_missing=True,
-                where=checkpoint.files[0],
-                ignore_mismatched_sizes=ignore_mismatched_sizes,
-                adopt_maps=mmap,
-            )
-        log_loading_info(logger, cls.__name__, directory, info)
-        if sentence_transformers is not None:
-            model.sentence_transformers = sentence_transformers  # a plain attribute: not in get_config
-        return (model, info) if output_loading_info else model
+        return cls._from_directory(
+            directory,
+            build,
+            config=config,
+            config_overrides=config_overrides,
+            output_loading_info=output_loading_info,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
+            mmap=mmap,
+            load_options={"initialise_missing": True, "adopt_maps": mmap},
+        )

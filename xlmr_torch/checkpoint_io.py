@@ -7,7 +7,6 @@ only moves tensors between numpy and torch.
 
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 from collections.abc import Mapping
@@ -16,15 +15,9 @@ import ml_dtypes
 import numpy as np
 import torch
 
-from xlmr_core.checkpoint import open_checkpoint, save_checkpoint
-from xlmr_core.embeddings import (
-    read_sentence_transformers,
-    sentence_transformers_files,
-    write_sentence_transformers,
-)
-from xlmr_core.loading import line_up, loading_info, log_loading_info, resolve_config
+from xlmr_core.model_io import ModelIO
 
-logger = logging.getLogger("xlmr_torch.modeling")
+from .initialisation import initialise_module
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -59,8 +52,11 @@ def _can_share(array: np.ndarray, tensor: torch.Tensor, target: torch.Tensor) ->
     )
 
 
-class CheckpointIO:
-    """`from_pretrained`, `save_pretrained` and the canonical state of a torch model."""
+class CheckpointIO(ModelIO):
+    """`from_pretrained`, `save_pretrained` and the canonical state of a torch model
+    (the skeleton is `xlmr_core.model_io.ModelIO`; this fills in torch's tensors)."""
+
+    logger_name = "xlmr_torch.modeling"
 
     def _aliases(self) -> set[str]:
         """State-dict names that are another name of a tensor already saved under its canonical name."""
@@ -101,24 +97,6 @@ class CheckpointIO:
                     found[f"{name}.{part}"] = value.to(torch.float32)
         return found
 
-    def save_pretrained(
-        self,
-        save_directory: str | os.PathLike,
-        max_shard_size: int | str | None = None,
-        *,
-        sentence_transformers=False,
-    ) -> None:
-        """Write `config.json` and `model.safetensors` (or shards) in the shared checkpoint format.
-
-        `sentence_transformers=True` (or a mapping of `pooling`, `normalize`, `max_seq_length`)
-        also writes the sentence-transformers files; save the tokenizer into the same directory."""
-        files = sentence_transformers_files(
-            self.config, sentence_transformers, getattr(self, "sentence_transformers", None)
-        )
-        config = self.config.copy(architectures=[type(self).__name__])
-        save_checkpoint(save_directory, self.canonical_state(), config, max_shard_size=max_shard_size)
-        write_sentence_transformers(save_directory, files)
-
     def load_canonical_state(
         self,
         checkpoint: Mapping[str, np.ndarray],
@@ -139,30 +117,33 @@ class CheckpointIO:
         leaves tensors of another shape out (listed as `mismatched_keys`) and initialises them.
         """
         params = self.state_dict(keep_vars=True)
-        aliases = self._aliases()
-        expected = {name: tuple(t.shape) for name, t in params.items() if name not in aliases}
-        report = line_up(
-            expected,
-            checkpoint,
-            tie_word_embeddings=self.config.tie_word_embeddings,
-            where=where,
-            base_model_prefix=self.base_model_prefix,
-            ignore_mismatched_sizes=ignore_mismatched_sizes,
-        )
-        if initialise_missing or report.mismatched:
-            for owner in sorted({name.rpartition(".")[0] for name in report.to_initialise}):
-                self._init_weights(self.get_submodule(owner))
+
+        def assign(name, tensor):
+            array = tensor.checked_load(name)
+            source, target = from_numpy(array), params[name]
+            if share_memory and _can_share(array, source, target):
+                # A fresh array from a plain read, or (`from_pretrained(mmap=True)`) a
+                # copy-on-write map whose pages come from the file on first use.
+                target.data = source
+            else:
+                target.copy_(source)
+
         with torch.no_grad():
-            for name, tensor in report.state.items():
-                array = tensor.checked_load(name)
-                source, target = from_numpy(array), params[name]
-                if share_memory and _can_share(array, source, target):
-                    # A fresh array from a plain read, or (`from_pretrained(mmap=True)`) a
-                    # copy-on-write map whose pages come from the file on first use.
-                    target.data = source
-                else:
-                    target.copy_(source)
-        return loading_info(report)
+            return self._load_state(
+                checkpoint,
+                assign,
+                initialise_missing=initialise_missing,
+                where=where,
+                ignore_mismatched_sizes=ignore_mismatched_sizes,
+            )
+
+    def _canonical_shapes(self) -> dict[str, tuple[int, ...]]:
+        aliases = self._aliases()
+        return {name: tuple(t.shape) for name, t in self.state_dict().items() if name not in aliases}
+
+    def _initialise(self, names: list[str]) -> None:
+        for owner in sorted({name.rpartition(".")[0] for name in names}):
+            initialise_module(self.get_submodule(owner), self.config.initializer_range)
 
     @classmethod
     def from_pretrained(
@@ -197,11 +178,8 @@ class CheckpointIO:
             dtype = torch_dtype
         if dtype is not None and dtype not in _DTYPES:
             raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
-        config = resolve_config(directory, config, **config_overrides)
-        sentence_transformers = read_sentence_transformers(directory)
-        # A plain read gives fresh arrays that parameters adopt without a copy; a map would tie
-        # the model to the file (see `mmap` above).
-        with open_checkpoint(directory, mmap=mmap) as checkpoint:
+
+        def build(config):
             # Randomly initialising every weight takes seconds at base size, and the checkpoint
             # overwrites nearly all of it: allocate without initialising, then initialise only
             # what the checkpoint lacks.
@@ -211,15 +189,17 @@ class CheckpointIO:
             model.tie_weights()
             if dtype is not None:
                 model.to(dtype)
-            info = model.load_canonical_state(
-                checkpoint.tensors,
-                initialise_missing=True,
-                share_memory=True,
-                where=checkpoint.files[0],
-                ignore_mismatched_sizes=ignore_mismatched_sizes,
-            )
-        log_loading_info(logger, cls.__name__, directory, info)
-        if sentence_transformers is not None:
-            model.sentence_transformers = sentence_transformers
-        model.eval()
-        return (model, info) if output_loading_info else model
+            return model.eval()
+
+        # A plain read gives fresh arrays that parameters adopt without a copy; a map would tie
+        # the model to the file (see `mmap` above).
+        return cls._from_directory(
+            directory,
+            build,
+            config=config,
+            config_overrides=config_overrides,
+            output_loading_info=output_loading_info,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
+            mmap=mmap,
+            load_options={"initialise_missing": True, "share_memory": True},
+        )
