@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from xlmr_core.caching import check_past_key_values
 from xlmr_core.call_limits import check_activation_size
 from xlmr_core.modeling_utils import (
     check_index_range,
@@ -225,33 +226,29 @@ class InputChecks:
         if mask is not None:
             check_shape(mask, states.shape[:2], "encoder_attention_mask")
 
-    def _check_past(self, past_key_values, batch_size: int) -> int:
-        """Validate the cache layout (see the module docstring) and return the cached length."""
+    def _check_past(self, past_key_values, batch_size) -> int:
+        """Validate the cache layout (`xlmr_core.caching`) and return the cached length.
+
+        Symbolic sizes (jax.export) are handed to the core check as unknown (None), so it never
+        calls `int()` on them; the length then comes from the buffers themselves.
+        """
         if past_key_values is None:
             return 0
-        config = self.config
-        if not config.is_decoder:
-            raise ValueError("past_key_values needs a decoder (config.is_decoder=True)")
-        if not isinstance(past_key_values, (tuple, list)) or len(past_key_values) != config.num_hidden_layers:
-            raise ValueError(
-                f"past_key_values must be a tuple with one entry per layer ({config.num_hidden_layers}), "
-                "as returned by a previous call with use_cache=True"
+        shapes = past_key_values
+        if isinstance(past_key_values, (tuple, list)):
+            shapes = tuple(
+                tuple(_StaticShape(t) if hasattr(t, "shape") else t for t in entry)
+                if isinstance(entry, (tuple, list))
+                else entry
+                for entry in past_key_values
             )
-        length = None
-        for i, entry in enumerate(past_key_values):
-            if not isinstance(entry, (tuple, list)) or len(entry) not in (2, 4):
-                raise ValueError(
-                    f"past_key_values[{i}] must be (key, value) or (key, value, cross_key, cross_value)"
-                )
-            for tensor in entry:
-                expected = (batch_size, config.num_attention_heads, tensor.shape[-2], config.head_dim)
-                if tensor.ndim != 4 or tuple(tensor.shape) != expected:
-                    raise ValueError(
-                        f"past_key_values[{i}] holds shape {tuple(tensor.shape)}; expected "
-                        f"[batch, heads, length, head_dim] = "
-                        f"{(batch_size, config.num_attention_heads, 'length', config.head_dim)}"
-                    )
-            length = entry[0].shape[-2] if length is None else length
-            if entry[0].shape[-2] != length:
-                raise ValueError("past_key_values entries disagree on the cached length")
-        return length
+        static_batch = batch_size if is_static(batch_size) else None
+        length = check_past_key_values(self.config, shapes, static_batch)
+        return past_key_values[0][0].shape[2] if length is None else length
+
+
+class _StaticShape:
+    """A tensor's shape with its symbolic dimensions as None, for `check_past_key_values`."""
+
+    def __init__(self, tensor):
+        self.shape = tuple(d if is_static(d) else None for d in tensor.shape)

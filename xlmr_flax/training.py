@@ -36,7 +36,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from xlmr_core import optimization
 
-from .modeling import FlaxXLMRobertaPreTrainedModel
+from .pretrained import FlaxXLMRobertaPreTrainedModel
 
 
 class TrainState(train_state.TrainState):

@@ -338,10 +338,10 @@ def test_padding_between_real_tokens_is_refused():
 @pytest.mark.parametrize(
     ("budget", "message"),
     [
-        (10, "smaller than the 21 real tokens"),
-        (0, "positive int"),
-        (2.5, "positive int"),
-        (True, "positive int"),
+        (10, "token_budget=10 is smaller than the batch's 21 real tokens"),
+        (0, "token_budget must be a positive integer or None, got 0"),
+        (2.5, "token_budget must be a positive integer or None, got 2.5"),
+        (True, "token_budget must be a positive integer or None, got True"),
     ],
 )
 def test_a_bad_token_budget_is_refused(budget, message):
@@ -354,7 +354,9 @@ def test_a_bad_token_budget_is_refused(budget, message):
 def test_token_budget_needs_unpadded():
     model = make("Model")
     input_ids, mask = padded_batch(model.config)
-    with pytest.raises(ValueError, match="token_budget applies to unpadded=True"):
+    with pytest.raises(
+        ValueError, match="token_budget is the packed length of unpadded=True; pass unpadded=True with it"
+    ):
         model(input_ids, mask, token_budget=64)
 
 

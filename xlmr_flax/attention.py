@@ -1,0 +1,176 @@
+"""Multi-head attention: self-attention (optionally with relative positions) and cross-attention.
+
+Key/value cache (decoders only): `past_key_value` is `(key, value)` `[batch, heads, length,
+head_dim]`, grown by each step; with `cache_index` it is a fixed-size buffer written at
+`cache_index` (see `xlmr_flax.modeling`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from xlmr_core.modeling_utils import is_static, relative_position_index
+
+from .initialisation import Block, dense, layer_norm, normal
+
+
+class XLMRobertaSelfAttention(Block):
+    """Multi-head attention over the layer's own tokens, or over encoder states (cross)."""
+
+    position_embedding_type: str = "absolute"
+
+    def setup(self):
+        config = self.config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.query = dense(config, config.hidden_size, self.dtype, self.param_dtype)
+        self.key = dense(config, config.hidden_size, self.dtype, self.param_dtype)
+        self.value = dense(config, config.hidden_size, self.dtype, self.param_dtype)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        if self.position_embedding_type != "absolute":
+            self.distance_embedding = nn.Embed(
+                2 * config.max_position_embeddings - 1,
+                self.head_dim,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                embedding_init=normal(config),
+            )
+
+    def split_heads(self, x):
+        batch_size, length, _ = x.shape
+        return x.reshape(batch_size, length, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)
+
+    def relative_position_bias(self, query, key, cache_index=None):
+        """Relative-position scores `[batch, heads, q, k]`, already divided by sqrt(head_dim)."""
+        max_positions = self.config.max_position_embeddings
+        query_length, key_length = query.shape[2], key.shape[2]
+        if cache_index is None and is_static(query_length, key_length):
+            # Queries are the last positions of the keys: a cached step sees a full recompute's distances.
+            index = jnp.asarray(relative_position_index(query_length, key_length, max_positions))
+        else:  # symbolic lengths (jax.export) or a fixed-size cache (queries at cache_index, ...)
+            index = relative_position_index(
+                query_length, key_length, max_positions, arange=jnp.arange, query_start=cache_index
+            )
+            if cache_index is not None:
+                index = jnp.clip(index, 0, 2 * max_positions - 2)  # slots past the queries are masked anyway
+        embedded = self.distance_embedding(index)
+        scores = jnp.einsum("bhqd,qkd->bhqk", query, embedded)
+        if self.position_embedding_type == "relative_key_query":
+            scores = scores + jnp.einsum("bhkd,qkd->bhqk", key, embedded)
+        return scores / math.sqrt(self.head_dim)
+
+    def __call__(
+        self,
+        hidden_states,
+        attention_bias=None,
+        head_mask=None,
+        encoder_hidden_states=None,
+        past_key_value=None,
+        deterministic=True,
+        cache_index=None,
+        packing=None,
+    ):
+        if packing is not None:  # unpadded=True never has a cache, cross-attention or head mask
+            return self.packed_attention(hidden_states, attention_bias, packing, deterministic)
+        query = self.split_heads(self.query(hidden_states))
+        if encoder_hidden_states is not None and past_key_value is not None:
+            key, value = (t.astype(self.dtype) for t in past_key_value)  # encoder side is fixed
+        elif encoder_hidden_states is not None:
+            key = self.split_heads(self.key(encoder_hidden_states))
+            value = self.split_heads(self.value(encoder_hidden_states))
+        else:
+            key = self.split_heads(self.key(hidden_states))
+            value = self.split_heads(self.value(hidden_states))
+            if past_key_value is not None and cache_index is not None:
+                start = (0, 0, cache_index, 0)
+                key = jax.lax.dynamic_update_slice(past_key_value[0].astype(self.dtype), key, start)
+                value = jax.lax.dynamic_update_slice(past_key_value[1].astype(self.dtype), value, start)
+            elif past_key_value is not None:
+                key = jnp.concatenate([past_key_value[0].astype(self.dtype), key], axis=2)
+                value = jnp.concatenate([past_key_value[1].astype(self.dtype), value], axis=2)
+        context, probs = self.attend(query, key, value, attention_bias, head_mask, deterministic, cache_index)
+        return context, probs, (key, value)
+
+    def packed_attention(self, hidden_states, attention_bias, packing, deterministic=True):
+        """Attention of packed `[budget, hidden]` tokens (`unpadded=True`).
+
+        The projections run on the packed tokens; the scores are computed per sequence in the
+        padded layout, so every position kind and the causal mask see exactly the padded path's
+        positions. The context comes back packed.
+        """
+        query, key, value = (
+            self.split_heads(packing.unpack(projection(hidden_states)))
+            for projection in (self.query, self.key, self.value)
+        )
+        context, probs = self.attend(query, key, value, attention_bias, None, deterministic)
+        return packing.pack(context), probs, (key, value)
+
+    def attend(self, query, key, value, attention_bias, head_mask, deterministic, cache_index=None):
+        """Scores, softmax and weighted values: `[batch, length, hidden]` context and the probabilities."""
+        batch_size, length = query.shape[0], query.shape[2]
+        scores = jnp.einsum("bhqd,bhkd->bhqk", query, key) / math.sqrt(self.head_dim)
+        bias = attention_bias
+        if self.position_embedding_type != "absolute":
+            relative = self.relative_position_bias(query, key, cache_index)
+            # min + a negative score would overflow to -inf in half precision
+            bias = relative if bias is None else jnp.maximum(relative + bias, jnp.finfo(relative.dtype).min)
+        if bias is not None:
+            scores = scores + bias
+        # Softmax in float32 whatever the compute dtype: bfloat16 sums lose too much.
+        probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(self.dtype)
+        probs = self.dropout(probs, deterministic=deterministic)
+        if head_mask is not None:
+            probs = probs * head_mask
+        context = jnp.einsum("bhqk,bhkd->bhqd", probs, value)
+        return context.transpose(0, 2, 1, 3).reshape(
+            batch_size, length, self.num_heads * self.head_dim
+        ), probs
+
+
+class XLMRobertaSelfOutput(Block):
+    """dense -> dropout -> residual -> LayerNorm after attention (also the feed-forward's output)."""
+
+    def setup(self):
+        self.dense = dense(self.config, self.config.hidden_size, self.dtype, self.param_dtype)
+        self.LayerNorm = layer_norm(self.config, self.dtype, self.param_dtype)
+        self.dropout = nn.Dropout(self.config.hidden_dropout_prob)
+
+    def __call__(self, hidden_states, residual, deterministic=True):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states), deterministic=deterministic) + residual)
+
+
+class XLMRobertaAttention(Block):
+    position_embedding_type: str = "absolute"
+
+    def setup(self):
+        self.self = XLMRobertaSelfAttention(
+            self.config, self.dtype, self.param_dtype, position_embedding_type=self.position_embedding_type
+        )
+        self.output = XLMRobertaSelfOutput(self.config, self.dtype, self.param_dtype)
+
+    def __call__(
+        self,
+        hidden_states,
+        attention_bias,
+        head_mask,
+        encoder_hidden_states,
+        past_key_value,
+        deterministic=True,
+        cache_index=None,
+        packing=None,
+    ):
+        context, probs, key_value = self.self(
+            hidden_states,
+            attention_bias,
+            head_mask,
+            encoder_hidden_states,
+            past_key_value,
+            deterministic,
+            cache_index,
+            packing,
+        )
+        return self.output(context, hidden_states, deterministic), probs, key_value
