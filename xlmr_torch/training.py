@@ -34,9 +34,9 @@ import torch.distributed as dist
 from torch import nn
 
 from xlmr_core import optimization
+from xlmr_core.modeling_utils import IGNORE_INDEX
 
 CHECKPOINT_PREFIX = "checkpoint-"
-IGNORE_INDEX = -100
 
 
 # ----------------------------------------------------------------------------- process group

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xlmr_torch.modeling import position_ids_from_input_ids, position_ids_from_inputs_embeds
+from xlmr_torch.embeddings import position_ids_from_input_ids, position_ids_from_inputs_embeds
 
 from .conftest import PAD, POSITION_KINDS, build, token_ids
 

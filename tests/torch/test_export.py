@@ -122,16 +122,6 @@ def test_an_exported_program_saves_and_loads_with_its_output_class(tmp_path):
         _assert_same_outputs(loaded(**inputs), model(**inputs))
 
 
-def test_relative_position_index_in_torch_equals_the_core_table():
-    from xlmr_core.modeling_utils import relative_position_index as core_index
-    from xlmr_torch.modeling import relative_position_index
-
-    for query, key in ((5, 5), (1, 9), (3, 7)):
-        assert torch.equal(
-            relative_position_index(query, key, 40), torch.from_numpy(core_index(query, key, 40)).long()
-        )
-
-
 # ----------------------------------------------------------------------------- jit.trace, compile
 
 
