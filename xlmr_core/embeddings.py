@@ -18,7 +18,6 @@ loads in sentence-transformers as well.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -30,6 +29,7 @@ import numpy as np
 from ._atomic import atomic_write_text
 from .errors import CheckpointError, clip, short
 from .json_text import parse_json
+from .modeling_utils import check_index_range
 
 POOLING_MODES = ("mean", "cls", "max")
 DEFAULT_POOLING = "mean"
@@ -63,6 +63,15 @@ LEGACY_POOLING_FLAGS = {
 
 # `show_progress_bar=None` shows a bar (on a terminal) for inputs of more batches than this.
 PROGRESS_BAR_MIN_BATCHES = 4
+
+# Compiled encoders (Flax `jit`) see few shapes: batch lengths are rounded up to a multiple of
+# `LENGTH_QUANTUM` whose count of quanta has at most `LENGTH_SIGNIFICANT_BITS` significant bits
+# (16, 32, 48, 64, 96, 128, 192, 256, 384, 512): ten programs up to 512 tokens, each length at
+# most a third larger than what it holds. The unpadded token budget is rounded up to a quarter
+# of the padded batch (`BUDGET_STEPS`), so each length has at most three budgets (and the padded path).
+LENGTH_QUANTUM = 16
+LENGTH_SIGNIFICANT_BITS = 2
+BUDGET_STEPS = 4
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -337,6 +346,33 @@ def _check_texts(texts) -> tuple[list[str], bool]:
     return texts, False
 
 
+def encode_length(length: int, limit: int) -> int:
+    """The padded length of a batch whose longest text has `length` tokens, under compilation:
+    the next of the few bucket lengths (see `LENGTH_SIGNIFICANT_BITS`), capped at `limit`."""
+    quanta = max(1, -(-int(length) // LENGTH_QUANTUM))
+    step = 1 << max(quanta.bit_length() - LENGTH_SIGNIFICANT_BITS, 0)
+    return min(-(-quanta // step) * step * LENGTH_QUANTUM, int(limit))
+
+
+def encode_token_budget(real_tokens: int, capacity: int) -> int | None:
+    """The packed length `encode` runs a compiled unpadded batch at: `real_tokens` rounded up to
+    a quarter of `capacity` (rows x length), or None (the padded path) when that is all of it."""
+    if not 0 <= real_tokens <= capacity:
+        raise ValueError(
+            f"encode_token_budget: {real_tokens} real tokens do not fit a capacity of {capacity}"
+        )
+    budget = -(-real_tokens * BUDGET_STEPS // capacity) * capacity // BUDGET_STEPS
+    return None if budget >= capacity else max(budget, 1)
+
+
+def _check_token_ids(ids: list[list[int]], config) -> None:
+    """Every id the tokenizer gave is a row of the model's embedding table: checked here, once,
+    because a compiled forward (Flax `jit`, a TF graph) would not stop on it in the same words."""
+    low = min((min(row) for row in ids if row), default=0)
+    high = max((max(row) for row in ids if row), default=0)
+    check_index_range("input_ids", low, high, config.vocab_size)
+
+
 def _positive_int(name: str, value) -> int:
     if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {short(value, 40)}")
@@ -416,7 +452,7 @@ def encode_texts(
     batches of `batch_size` padded to their longest, pooled, optionally L2-normalized, and put
     back in input order. Returns float32 `[len(texts), hidden]`, or `[hidden]` for a single
     string (as sentence-transformers). `fixed_shapes=True` pads every batch to the first one's
-    rows and its length to a multiple of 16, so a compiled model sees few distinct shapes.
+    rows and its length to the next `encode_length` bucket, so a compiled model sees few shapes.
     """
     texts, single = _check_texts(texts)
     batch_size = _positive_int("batch_size", batch_size)
@@ -430,6 +466,7 @@ def encode_texts(
         texts = [text.lower() for text in texts]
 
     ids = tokenizer(texts, truncation=True, max_length=max_length, padding=False)["input_ids"]
+    _check_token_ids(ids, config)
     # Longest first: similar lengths share a batch (little padding), and a batch too large
     # for memory fails at once rather than at the end.
     order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
@@ -440,7 +477,7 @@ def encode_texts(
             rows = [ids[i] for i in batch]
             length = max(len(row) for row in rows)
             if fixed_shapes:
-                length = min(math.ceil(length / 16) * 16, config.max_sequence_length)
+                length = encode_length(length, config.max_sequence_length)
                 # Stand-in rows (dropped below) so every batch has the same number of rows.
                 rows += [rows[0]] * (min(batch_size, len(texts)) - len(rows))
             input_ids = np.full((len(rows), length), config.pad_token_id, np.int64)

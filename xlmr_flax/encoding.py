@@ -9,8 +9,13 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from xlmr_core.embeddings import DEFAULT_BATCH_SIZE, SentenceTransformersSettings, encode_texts
-from xlmr_core.unpadding import token_budget
+from xlmr_core.embeddings import (
+    DEFAULT_BATCH_SIZE,
+    SentenceTransformersSettings,
+    encode_texts,
+    encode_token_budget,
+)
+from xlmr_core.unpadding import check_unpadded_arguments
 
 
 class EncodingMixin:
@@ -53,17 +58,22 @@ class EncodingMixin:
         the directory's sentence-transformers files when it had them, else "mean", True and 512.
         Texts are batched longest first and the result is in input order; `show_progress_bar`
         (None: on a terminal, for more than a few batches) shows a tqdm bar. The forward pass is
-        jitted; batches are padded to `batch_size` rows and lengths to multiples of 16, so it
-        compiles once per length bucket. `unpadded=True` (the default) runs it on the real tokens
-        only (`xlmr_core.unpadding`), compiled once per length and token-budget bucket; the
-        embeddings are the padded path's to float32 rounding.
+        jitted once per model and reused by every call; batches are padded to `batch_size` rows
+        and to one of ten lengths up to 512 (`xlmr_core.embeddings.encode_length`), so few
+        programs are compiled. `unpadded=True` (the default) runs it on the real tokens only,
+        packed to a quarter step of the batch (`encode_token_budget`: three budgets and the padded
+        length) and at most four programs per length; the embeddings are the padded path's to
+        float32 rounding.
         """
+        check_unpadded_arguments(unpadded, None)
         step = self._encode_step()
 
         def token_embeddings(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
             real, capacity = int(np.count_nonzero(attention_mask)), attention_mask.size
             # The budget is decided here, from the concrete mask: inside jit the mask is traced.
-            budget = token_budget(real, capacity) if unpadded and real < capacity else None
+            # Coarse on purpose: each budget is a compilation, which costs more than the padding
+            # it saves on a sorted batch.
+            budget = encode_token_budget(real, capacity) if unpadded else None
             hidden = step(self.params, input_ids.astype(np.int32), attention_mask.astype(np.int32), budget)
             return np.asarray(hidden, dtype=np.float32)
 
