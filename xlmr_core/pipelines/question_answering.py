@@ -192,30 +192,38 @@ class QuestionAnsweringPipeline(Pipeline):
     # ------------------------------------------------------------------ spans
 
     def postprocess(self, prepared, outputs, options):
-        context = prepared.meta["context"]
-        # Some candidates fold into others once aligned to words: read more than top_k.
-        wanted = options["top_k"] * 2 + 10 if options["align_to_words"] else options["top_k"]
-        null = _NO_NULL
-        answers: list[dict] = []
-        for row, window, output in zip(prepared.rows, prepared.meta["windows"], outputs):
-            allowed = window["in_context"] | (np.asarray(row) == self.tokenizer.cls_token_id)
-            start = probabilities(output["start_logits"], allowed)
-            end = probabilities(output["end_logits"], allowed)
-            if options["handle_impossible_answer"]:
-                null = min(null, float(start[0] * end[0]))
-            start[0] = end[0] = 0.0
-            for s, e, score in best_spans(start, end, allowed, wanted, options["max_answer_len"]):
-                first, last = char_span(window, s, e, options["align_to_words"])
-                text = context[first:last]
-                same = next((a for a in answers if a["answer"].lower() == text.lower()), None)
-                if same is not None:
-                    same["score"] += score
-                else:
-                    answers.append({"score": score, "start": first, "end": last, "answer": text})
-        if options["handle_impossible_answer"]:
-            answers.append({"score": null, "start": 0, "end": 0, "answer": ""})
-        answers = sorted(answers, key=lambda a: a["score"], reverse=True)[: options["top_k"]]
+        meta = prepared.meta
+        answers = extract_answers(
+            meta["context"], prepared.rows, meta["windows"], outputs, self.tokenizer.cls_token_id, options
+        )
         return answers[0] if len(answers) == 1 else answers
+
+
+def extract_answers(context: str, rows, windows, outputs, cls_token_id: int, options) -> list[dict]:
+    """The best `options["top_k"]` answers of one context from its windows' start and end logits
+    (also the fine-tuning metrics' answer extraction)."""
+    # Some candidates fold into others once aligned to words: read more than top_k.
+    wanted = options["top_k"] * 2 + 10 if options["align_to_words"] else options["top_k"]
+    null = _NO_NULL
+    answers: list[dict] = []
+    for row, window, output in zip(rows, windows, outputs):
+        allowed = window["in_context"] | (np.asarray(row) == cls_token_id)
+        start = probabilities(output["start_logits"], allowed)
+        end = probabilities(output["end_logits"], allowed)
+        if options["handle_impossible_answer"]:
+            null = min(null, float(start[0] * end[0]))
+        start[0] = end[0] = 0.0
+        for s, e, score in best_spans(start, end, allowed, wanted, options["max_answer_len"]):
+            first, last = char_span(window, s, e, options["align_to_words"])
+            text = context[first:last]
+            same = next((a for a in answers if a["answer"].lower() == text.lower()), None)
+            if same is not None:
+                same["score"] += score
+            else:
+                answers.append({"score": score, "start": first, "end": last, "answer": text})
+    if options["handle_impossible_answer"]:
+        answers.append({"score": null, "start": 0, "end": 0, "answer": ""})
+    return sorted(answers, key=lambda a: a["score"], reverse=True)[: options["top_k"]]
 
 
 def _given(text, where: str) -> str:
