@@ -18,6 +18,7 @@ from xlmr_core.formats.base import LazyTensor
 from xlmr_core.model_io import ModelIO
 from xlmr_core.weight_mapping import to_canonical_state, to_framework_state
 
+from .initialisation import initialise_randomly, uninitialised
 
 # Tensors that are copied are read from the file in blocks of rows of about this size, so that
 # nothing but the variable's own copy is ever whole in memory (and, below malloc's 32 MiB map
@@ -188,7 +189,7 @@ class CheckpointIO(ModelIO):
     def _initialise(self, names: list[str]) -> None:
         paths = self._variables_by_path()
         stand_ins = {name: np.empty((0, 0), np.int8) for name in names}
-        self.initialise_randomly([paths[path] for path in self.from_canonical(stand_ins)])
+        initialise_randomly(self, [paths[path] for path in self.from_canonical(stand_ins)])
 
     @classmethod
     def from_pretrained(
@@ -214,9 +215,8 @@ class CheckpointIO(ModelIO):
         storage as they are, mapped from the file (faster, shares the page cache): the file
         must then not be modified or truncated while the model lives.
         """
-        def build(config):
-            from .modeling import uninitialised
 
+        def build(config):
             with uninitialised():
                 return cls(config)
 

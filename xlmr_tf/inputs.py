@@ -32,6 +32,12 @@ except ImportError:  # pragma: no cover - a Keras without it never builds from f
 INDEX_DTYPE = tf.int32
 
 
+def dim(tensor: tf.Tensor, axis: int):
+    """The size of `axis`: a Python int when known while tracing, else a scalar tensor."""
+    static = tensor.shape[axis]
+    return static if static is not None else tf.shape(tensor)[axis]
+
+
 def check_shape(tensor, expected, name: str) -> None:
     """Compare the dimensions known while tracing; `None` in either shape matches anything."""
     shape = tuple(tensor.shape)

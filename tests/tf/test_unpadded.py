@@ -92,13 +92,18 @@ def _padded_labels(head: str, labels: dict, mask: np.ndarray) -> dict:
 
 
 def _qa_loss(output, labels, mask) -> float:
-    """Mean start/end cross-entropy over each row's real positions only (numpy)."""
+    """Mean start/end cross-entropy over each row's real positions only (numpy).
+
+    A row whose answer position is padding is left out of that position's mean (ignored).
+    """
     total = 0.0
     for key, name in (("start_logits", "start_positions"), ("end_logits", "end_positions")):
         logits = np.where(mask == 1, np.asarray(output[key], np.float64), -np.inf)
         log_probs = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True))
         log_probs -= logits.max(1, keepdims=True)
-        total += -log_probs[np.arange(len(mask)), labels[name]].mean()
+        rows = np.arange(len(mask))
+        answered = mask[rows, labels[name]] == 1
+        total += -log_probs[rows, labels[name]][answered].mean()
     return total / 2
 
 
@@ -154,6 +159,23 @@ def test_outputs_and_losses_equal_the_padded_path_at_real_positions(head, kind, 
         np.testing.assert_allclose(float(unpadded.loss), _qa_loss(padded, labels, mask), atol=1e-5)
     elif padded.get("loss") is not None and (sentence_rows.all() or head in TOKEN_HEADS):
         np.testing.assert_allclose(float(unpadded.loss), float(padded.loss), atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["right", "left"])
+def test_question_answering_ignores_an_answer_on_padding(layout):
+    head = "TFXLMRobertaForQuestionAnswering"
+    model = _model(head)
+    inputs = _inputs(head, layout)
+    mask = inputs["attention_mask"]
+    labels = _labels(head, mask)
+    padding = np.argmin(mask, axis=1)  # a padded position of each padded row (0 in a full row)
+    on_padding = mask[np.arange(len(mask)), padding] == 0
+    labels["start_positions"] = np.where(on_padding, padding, labels["start_positions"]).astype(np.int32)
+    labels["end_positions"][0] = padding[0]  # one end on padding, the other ends real
+    padded = model(**inputs)
+    unpadded = model(**inputs, **labels, unpadded=True)
+    assert on_padding.sum() == 3 and np.isfinite(float(unpadded.loss))
+    np.testing.assert_allclose(float(unpadded.loss), _qa_loss(padded, labels, mask), atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", POSITION_KINDS)
@@ -333,14 +355,24 @@ def test_a_row_with_padding_between_real_tokens_is_refused():
     ("budget", "error", "match"),
     [
         (10, ValueError, "smaller than the batch's 20 real tokens"),
-        (0, ValueError, "at least 1"),
-        (8.0, TypeError, "int"),
+        (0, ValueError, "token_budget must be a positive integer or None, got 0"),
+        (8.0, ValueError, "token_budget must be a positive integer or None, got 8.0"),
     ],
 )
 def test_a_bad_token_budget_is_refused(budget, error, match):
     model = _model("TFXLMRobertaModel")
     with pytest.raises(error, match=match):
         model(**_inputs("TFXLMRobertaModel"), unpadded=True, token_budget=budget)
+
+
+@pytest.mark.parametrize("unpadded", [False, None])
+def test_a_token_budget_without_unpadded_is_refused_not_ignored(unpadded):
+    model = _model("TFXLMRobertaModel")
+    options = {} if unpadded is None else {"unpadded": unpadded}
+    with pytest.raises(
+        ValueError, match="token_budget is the packed length of unpadded=True; pass unpadded=True"
+    ):
+        model(**_inputs("TFXLMRobertaModel"), token_budget=32, **options)
 
 
 # ----------------------------------------------------------------------------- encode
@@ -352,10 +384,6 @@ def test_encode_is_unpadded_by_default_and_equals_the_padded_run(monkeypatch):
     from xlmr_core.pretrained import bundled_checkpoint
 
     tokenizer = XLMRobertaTokenizerFast.from_pretrained(bundled_checkpoint())
-    keras.utils.set_random_seed(0)
-    model = xlmr_tf.TFXLMRobertaModel(
-        tiny_config(vocab_size=tokenizer.vocab_size, max_position_embeddings=64)
-    )
     texts = ["a short one", "a somewhat longer sentence to pad the others", "x", "two words"]
     packed = []
     packing = xlmr_tf.TFXLMRobertaModel._packing
@@ -363,6 +391,12 @@ def test_encode_is_unpadded_by_default_and_equals_the_padded_run(monkeypatch):
         xlmr_tf.TFXLMRobertaModel, "_packing", lambda self, v: packed.append(packing(self, v)) or packed[-1]
     )
     for pooling in ("mean", "max"):
+        # A fresh model each time: `encode` traces its graph once per model, and the packing is
+        # chosen while tracing.
+        keras.utils.set_random_seed(0)
+        model = xlmr_tf.TFXLMRobertaModel(
+            tiny_config(vocab_size=tokenizer.vocab_size, max_position_embeddings=64)
+        )
         packed.clear()
         default = model.encode(texts, tokenizer, pooling=pooling, batch_size=4)
         assert packed and all(p is not None for p in packed), "encode packs by default"
