@@ -37,6 +37,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from xlmr_core import optimization
 
 from .pretrained import FlaxXLMRobertaPreTrainedModel
+from .sharding import shard_batch  # noqa: F401 - part of this module's data-parallel recipe
 
 
 class TrainState(train_state.TrainState):
@@ -283,20 +284,6 @@ def data_parallel_mesh(devices=None) -> Mesh:
 def replicate(tree, mesh: Mesh):
     """Put a pytree (parameters, train state) on every device of `mesh`."""
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
-
-
-def shard_batch(batch: dict, mesh: Mesh) -> dict:
-    """Split every array of `batch` along its first (batch) axis over the mesh's devices
-    (over its `"data"` axis only, on a 2-D mesh from `sharding.make_mesh`)."""
-    size = mesh.shape["data"] if "data" in mesh.shape else mesh.devices.size
-
-    def put(x):
-        x = np.asarray(x)
-        if x.shape[0] % size:
-            raise ValueError(f"batch size {x.shape[0]} is not a multiple of the {size} devices")
-        return jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
-
-    return jax.tree_util.tree_map(put, batch)
 
 
 # ----------------------------------------------------------------------------- resuming

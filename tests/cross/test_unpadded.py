@@ -80,7 +80,10 @@ def masked_span_loss(outputs: dict, inputs: dict) -> float:
         log_probs = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True))
         log_probs -= logits.max(1, keepdims=True)
         targets = np.clip(inputs[positions], 0, length)
-        rows = np.flatnonzero(targets < length)
+        # An answer beyond the sequence or on padding is ignored.
+        rows = np.flatnonzero(
+            (targets < length) & keep[np.arange(len(targets)), np.minimum(targets, length - 1)]
+        )
         losses.append(-log_probs[rows, targets[rows]].mean())
     return float(np.mean(losses))
 
@@ -136,3 +139,38 @@ def test_unpadded_gradients_equal_the_padded_path_of_torch(framework, head, chec
     assert difference <= GRADIENT_TOLERANCE, (
         f"{framework} {head}: gradient of {worst} differs by {difference:.3g}"
     )
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize(("head", "kind"), [("Model", "relative_key_query"), ("ForCausalLM", "relative_key")])
+def test_unpadded_in_small_attention_blocks_equals_torch(framework, head, kind, padded_torch, monkeypatch):
+    """Blocks of 3 rows (`xlmr_core.unpadding.ATTENTION_BLOCK`, where a framework's packed
+    attention works in blocks): rows of 7, 4, 5 and 1 tokens span 3, 2, 2 and 1 blocks."""
+    from xlmr_core import unpadding
+
+    directory, _, inputs, expected = padded_torch(head, kind)
+    monkeypatch.setattr(unpadding, "ATTENTION_BLOCK", 3)
+    adapter = load_adapter(framework)
+    outputs = adapter.forward(adapter.load(directory, head), inputs, unpadded=True)
+    diffs = max_abs_diff(outputs, expected)
+    worst = max(diffs, key=diffs.get)
+    assert diffs[worst] <= OUTPUT_TOLERANCE, (
+        f"{framework} {head} {kind}: {worst} differs by {diffs[worst]:.3g}"
+    )
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_an_answer_on_padding_is_ignored_by_the_unpadded_loss(framework, padded_torch):
+    directory, config, inputs, _ = padded_torch("ForQuestionAnswering", "absolute")
+    inputs = dict(inputs)
+    # Row 1 is real at 0-3, row 2 (left-padded) at 2-6: starts at 5 and 0 and an end at 1 lie on
+    # padding; the other answers are real.
+    inputs["start_positions"] = np.array([1, 5, 0, 0])
+    inputs["end_positions"] = np.array([6, 2, 1, 0])
+    torch_adapter = load_adapter("torch")
+    padded = torch_adapter.forward(torch_adapter.load(directory, "ForQuestionAnswering"), inputs)
+    expected = masked_span_loss(padded, inputs)
+    adapter = load_adapter(framework)
+    model = adapter.load(directory, "ForQuestionAnswering")
+    loss = float(adapter.forward(model, inputs, unpadded=True)["loss"])
+    assert abs(loss - expected) <= OUTPUT_TOLERANCE * max(1.0, abs(expected)), (loss, expected)
