@@ -9,9 +9,8 @@ from xlmr_core.checkpoint import (
     CheckpointShapeError,
     UnsupportedCheckpointError,
 )
-from xlmr_core.checkpoint import MissingDependencyError as CoreMissingDependencyError
 from xlmr_core.configuration import ConfigError
-from xlmr_core.errors import clip
+from xlmr_core.errors import MissingDependencyError, clip
 from xlmr_core.tokenization_base import TokenizerError
 
 # Exit statuses, documented in `xlmr-convert --help`.
@@ -74,17 +73,14 @@ class DestinationExistsError(ConversionError):
     exit_code = EXIT_DESTINATION_EXISTS
 
 
-class MissingDependencyError(ConversionError):
-    exit_code = EXIT_MISSING_DEPENDENCY
-
-
 class ExportError(ConversionError):
     """`xlmr-convert export`: the exporter failed, or its artifact does not match the eager model."""
 
     exit_code = EXIT_EXPORT_FAILED
 
 
-# The core's errors (xlmr_core.checkpoint) and the exit status each one means here.
+# The core's errors (xlmr_core.errors and the modules that define theirs) and the exit status
+# each one means here. A missing library is the core's `MissingDependencyError` wherever it is raised.
 _CORE_EXIT_CODES = (
     (CheckpointShapeError, EXIT_SHAPE_MISMATCH),
     (UnsupportedCheckpointError, EXIT_UNKNOWN_FORMAT),
@@ -93,7 +89,7 @@ _CORE_EXIT_CODES = (
     (TokenizerError, EXIT_CORRUPT_FILE),
     (FileNotFoundError, EXIT_MISSING_FILE),
     (NotADirectoryError, EXIT_MISSING_FILE),  # a file given where the checkpoint directory belongs
-    (CoreMissingDependencyError, EXIT_MISSING_DEPENDENCY),
+    (MissingDependencyError, EXIT_MISSING_DEPENDENCY),
 )
 REPORTED = (
     ConversionError,
@@ -102,7 +98,7 @@ REPORTED = (
     TokenizerError,
     FileNotFoundError,
     NotADirectoryError,
-    CoreMissingDependencyError,
+    MissingDependencyError,
 )
 MAX_MESSAGE = 300
 
