@@ -12,13 +12,18 @@ is `xlmr_core.finetuning`; each framework trains in its own idiom (`xlmr_torch.f
 
 OUT gets a `save_pretrained` directory (config with id2label / label2id, tokenizer files) that
 every framework's pipeline loads, and `metrics.json` = {"train_loss": [...], "eval": {...}}; it
-appears complete or not at all. Under `torchrun` (--framework torch) training is data parallel.
+appears complete or not at all. Under `torchrun` (--framework torch) training is data parallel
+(DDP, or FSDP2 with --fsdp): each process takes its slice of every global batch of --batch-size
+rows and the loss is the global batch's mean, so the loss curve and the model are those of one
+process (tests/torch/test_distributed.py). Resuming, accumulation and bf16 are shown on synthetic
+tasks by `torch_finetune.py`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import shutil
@@ -111,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-length", type=_positive, help="tokens per row (default: 128, or the model's position limit)"
     )
     parser.add_argument("--doc-stride", type=_positive, default=64, help="question answering (default: 64)")
+    parser.add_argument(
+        "--fsdp", action="store_true", help="torch under torchrun: FSDP2 fully_shard instead of DDP"
+    )
     parser.add_argument("--logging-steps", type=_positive, default=10, help="default: 10")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -151,11 +159,22 @@ def _overrides(args, id2label, problem_type) -> dict:
 def load_model(framework: str, task: str, directory, seed: int, **overrides):
     """The task's model in `framework` from `directory`; parameters the checkpoint lacks (a new
     head) are drawn by `xlmr_core.finetuning.initial_head` from `seed`, the same in every framework."""
-    from xlmr_core.finetuning import HEAD_CLASS, initial_head
+    from xlmr_core import XLMRobertaConfig
+    from xlmr_core.finetuning import HEAD_CLASS, head_shapes, initial_head
 
     package, _ = _framework(framework)
     cls = getattr(package, FRAMEWORKS[framework] + HEAD_CLASS[task])
-    model, info = cls.from_pretrained(directory, output_loading_info=True, **overrides)
+    logger = logging.getLogger(cls.logger_name)
+    # from_pretrained would report the head as "newly initialised" by the framework; it is
+    # replaced below, so that warning is held back and the head's real origin logged instead.
+    quiet = _HeadWarningFilter(
+        set(head_shapes(task, XLMRobertaConfig.from_pretrained(directory, **overrides)))
+    )
+    logger.addFilter(quiet)
+    try:
+        model, info = cls.from_pretrained(directory, output_loading_info=True, **overrides)
+    finally:
+        logger.removeFilter(quiet)
     missing = set(info["missing_keys"])
     if missing:
         head = initial_head(task, model.config, seed)
@@ -167,7 +186,22 @@ def load_model(framework: str, task: str, directory, seed: int, **overrides):
             )
         # The whole state goes back in: a Flax model re-initialises what a partial state lacks.
         model.load_canonical_state({**model.canonical_state(), **{k: head[k] for k in missing}})
+        logger.warning("%s: new %s head drawn from --seed %d: %s", cls.__name__, task, seed, sorted(missing))
     return model
+
+
+class _HeadWarningFilter(logging.Filter):
+    """Drops `from_pretrained`'s "newly initialised" warning when it lists only head weights."""
+
+    def __init__(self, head: set[str]):
+        super().__init__()
+        self.head = head
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "newly initialised" not in record.msg or not isinstance(record.args, tuple):
+            return True
+        names = record.args[-1]
+        return not (isinstance(names, list) and set(names) <= self.head)
 
 
 class StepLog:
@@ -215,11 +249,13 @@ def _prepare(task, examples, tokenizer, args, label2id=None):
 
 def run(args: argparse.Namespace) -> int:
     """The command: the core's errors become the command line's, each with its exit status."""
-    from xlmr_core.finetuning import DataError, FinetuningError
+    from xlmr_core.finetuning import ArgumentError, DataError, FinetuningError
     from xlmr_core.finetuning.loop import TrainingError
 
     try:
         return _run(args)
+    except ArgumentError as error:  # an option's value the data cannot take: named as typed
+        raise ConversionError(f"--{error.argument.replace('_', '-')} {error.problem}") from None
     except DataError as error:  # a bad record: the file's fault
         raise CorruptFileError(str(error)) from None
     except TrainingError as error:
@@ -248,6 +284,8 @@ def _max_length(directory, requested: int | None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from xlmr_core.finetuning import label_maps
 
+    if args.fsdp and args.framework != "torch":
+        raise ConversionError(f"--fsdp is for --framework torch (under torchrun), not {args.framework}")
     output = Path(args.output_dir)
     if output.exists() and not args.overwrite:
         raise DestinationExistsError(
@@ -275,7 +313,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.warmup_steps > max_steps:
         raise ConversionError(f"--warmup-steps {args.warmup_steps} exceeds the {max_steps} training steps")
 
+    processes = int(os.environ.get("WORLD_SIZE", "1")) if args.framework == "torch" else 1
+    if args.batch_size % processes:
+        raise ConversionError(
+            f"--batch-size {args.batch_size} must be a multiple of the {processes} torchrun processes"
+        )
     _, trainer = _framework(args.framework)
+    options = {"strategy": "fsdp" if args.fsdp else "ddp"} if args.framework == "torch" else {}
     model = load_model(
         args.framework, args.task, args.model, args.seed, **_overrides(args, id2label, problem_type)
     )
@@ -293,10 +337,11 @@ def _run(args: argparse.Namespace) -> int:
         warmup_steps=args.warmup_steps,
         seed=args.seed,
         validation=validation,
-        log=StepLog(max_steps, args.logging_steps, args.quiet),
+        log=StepLog(max_steps, args.logging_steps, args.quiet or not _main_process(args)),
+        **options,
     )
     _write(output, model, tokenizer, result, args)
-    if not args.quiet:
+    if not args.quiet and _main_process(args):
         sys.stderr.write(f"{PROG}: wrote {output}; eval {json.dumps(result['eval'])}\n")
     return EXIT_OK
 
@@ -325,6 +370,11 @@ def _write(output: Path, model, tokenizer, result: dict, args) -> None:
         shutil.rmtree(temporary, ignore_errors=True)
     if distributed:
         barrier()
+
+
+def _main_process(args) -> bool:
+    """Whether this process reports (rank 0 under torchrun, else the only one)."""
+    return args.framework != "torch" or _torch_rank() == 0
 
 
 def _torch_world() -> int:

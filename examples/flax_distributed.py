@@ -14,6 +14,10 @@ parameters and optimizer state stay in the `--layout` of `xlmr_flax.sharding` (`
 `tp`, `fsdp_tp`). The result is the same as one device's up to float rounding, dropout on.
 At the end the parameters are gathered and process 0 writes `--output` with
 `save_pretrained`: the shared checkpoint format, which every framework loads.
+
+What this demo adds to `examples/finetune.py --framework flax` (your JSON-lines data on one
+process, task logic in `xlmr_core.finetuning`): a mesh of many devices, the sharded layouts and
+`jax.distributed` processes, on a synthetic task. It reads no data files.
 """
 
 from __future__ import annotations

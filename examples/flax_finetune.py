@@ -1,5 +1,8 @@
-"""Fine-tune FlaxXLMRobertaForSequenceClassification on a small synthetic task with the
-shipped jitted train step, and watch the loss fall.
+"""A tour of `xlmr_flax.training`'s jitted train step on a small synthetic task: watch the loss fall.
+
+What this adds to `examples/finetune.py --framework flax` (which fine-tunes your JSON-lines data,
+task logic in `xlmr_core.finetuning`): the bare optax step, with gradient accumulation, in a
+dozen lines to copy. It reads no data files: for real data use `finetune.py`.
 
 The task: does the sentence contain token 7? A small randomly initialised model learns it
 in a few dozen steps on CPU. Pass a checkpoint directory to start from real weights:

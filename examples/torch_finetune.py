@@ -1,12 +1,14 @@
-"""Fine-tune any `xlmr_torch` head on one process or many: DDP by default, FSDP2 with --fsdp.
+"""Distributed training of any `xlmr_torch` head on a synthetic task: DDP, FSDP2, resume.
 
     python examples/torch_finetune.py --head XLMRobertaForSequenceClassification --steps 50
     torchrun --nproc_per_node 2 examples/torch_finetune.py --output runs/a            # DDP
     torchrun --nproc_per_node 2 examples/torch_finetune.py --fsdp --output runs/a     # FSDP2
     torchrun --nproc_per_node 2 examples/torch_finetune.py --output runs/a --resume    # continue
 
-Data: a synthetic task per head (learnable in a few dozen steps), or `--text FILE`: one text
-per line for the masked / causal LM heads, `label<TAB>text` for sequence classification.
+What this demo adds to `examples/finetune.py` (which fine-tunes your JSON-lines data, task logic
+in `xlmr_core.finetuning`, under `torchrun` too): training checkpoints and `--resume`, gradient
+accumulation, `--bf16`, gradient clipping, and a synthetic task per head (learnable in a few
+dozen steps) to show them without data. It reads no data files: for real data use `finetune.py`.
 Every rank builds the same global batch from (seed, step) and takes its slice of it, so a run
 gives the same weights on any number of processes (up to float rounding) and resuming needs
 nothing but the step. The loss is the mean over the global batch's labelled tokens whatever
@@ -90,10 +92,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", help="start from this checkpoint directory (default: random init)")
     parser.add_argument("--config", default="tiny", choices=sorted(CONFIGS), help="size without --checkpoint")
     parser.add_argument("--dropout", type=float, help="override hidden and attention dropout")
-    parser.add_argument("--text", type=Path, help="train on this text file instead of the synthetic task")
-    parser.add_argument(
-        "--tokenizer", help="tokenizer directory for --text (default: --checkpoint or bundled)"
-    )
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps")
     parser.add_argument("--global-batch-size", type=int, default=16, help="examples per step, all ranks")
     parser.add_argument("--accumulation-steps", type=int, default=1, help="micro-batches per rank per step")
@@ -180,57 +178,6 @@ def synthetic_batch(head: str, config: XLMRobertaConfig, step: int, batch_size: 
     raise ValueError(f"no synthetic task for {head}")
 
 
-class TextData:
-    """A text file as fixed-length token rows; global batch `step` is rows `step*B ... step*B+B-1`
-    of an endless stream of per-epoch permutations (seeded), so the position is the step."""
-
-    def __init__(self, path: Path, head: str, tokenizer, length: int, seed: int):
-        lines = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        self.labels = None
-        if head == "XLMRobertaForSequenceClassification":
-            pairs = [line.split("\t", 1) for line in lines]
-            if any(len(pair) != 2 for pair in pairs):
-                raise ValueError(f"{path}: sequence classification wants 'label<TAB>text' on every line")
-            self.labels = np.array([int(label) for label, _ in pairs])
-            lines = [text for _, text in pairs]
-        elif head not in ("XLMRobertaForMaskedLM", "XLMRobertaForCausalLM"):
-            raise ValueError(f"--text trains the LM heads or sequence classification, not {head}")
-        encoded = tokenizer(
-            lines, padding="max_length", truncation=True, max_length=length, return_tensors="np"
-        )
-        self.ids, self.mask = (
-            encoded["input_ids"].astype(np.int64),
-            encoded["attention_mask"].astype(np.int64),
-        )
-        self.head, self.seed, self.mask_id = head, seed, tokenizer.mask_token_id
-        self.special = np.isin(self.ids, tokenizer.all_special_ids)
-
-    def batch(self, step: int, batch_size: int) -> dict:
-        n = len(self.ids)
-        positions = step * batch_size + np.arange(batch_size)
-        epochs = positions // n
-        rows = np.array(
-            [
-                np.random.default_rng([self.seed, 1, e]).permutation(n)[p % n]
-                for e, p in zip(epochs, positions)
-            ]
-        )
-        ids, mask = self.ids[rows].copy(), self.mask[rows]
-        if self.head == "XLMRobertaForSequenceClassification":
-            return {"input_ids": ids, "attention_mask": mask, "labels": self.labels[rows]}
-        if self.head == "XLMRobertaForCausalLM":
-            return {
-                "input_ids": ids,
-                "attention_mask": mask,
-                "labels": np.where(mask == 1, ids, IGNORE_INDEX),
-            }
-        candidates = ~self.special[rows]
-        masked = candidates & (_step_rng(self.seed, step).random(ids.shape) < 0.15)
-        labels = np.where(masked, ids, IGNORE_INDEX)
-        ids[masked] = self.mask_id
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-
 def rank_slice(batch: dict, rank: int, world_size: int) -> dict:
     """This rank's contiguous share of the global batch."""
     size = len(next(iter(batch.values())))
@@ -271,13 +218,6 @@ def build_model(args, setup):
     return model_class, model.to(setup.device)
 
 
-def _tokenizer(args):
-    from xlmr_core import XLMRobertaTokenizerFast
-    from xlmr_core.pretrained import bundled_checkpoint
-
-    return XLMRobertaTokenizerFast.from_pretrained(args.tokenizer or args.checkpoint or bundled_checkpoint())
-
-
 # ----------------------------------------------------------------------------- training
 
 
@@ -286,10 +226,6 @@ def train(args) -> dict:
     setup = init_distributed()
     model_class, model = build_model(args, setup)
     config = model.config
-    text = _tokenizer(args) if args.text else None
-    data = TextData(args.text, args.head, text, args.seq_len, args.seed) if text else None
-    if data is not None and data.ids.max() >= config.vocab_size:
-        raise ValueError(f"the tokenizer's ids reach {data.ids.max()}, beyond the model's vocab_size")
 
     model = wrap_model(model, "fsdp" if args.fsdp else "ddp", setup.device)
     model.train()
@@ -309,12 +245,9 @@ def train(args) -> dict:
     losses, last = [], start
     began = time.perf_counter()
     for step in range(start, args.steps):
-        if data is None:
-            global_batch = synthetic_batch(
-                args.head, config, step, args.global_batch_size, args.seq_len, args.seed
-            )
-        else:
-            global_batch = data.batch(step, args.global_batch_size)
+        global_batch = synthetic_batch(
+            args.head, config, step, args.global_batch_size, args.seq_len, args.seed
+        )
         global_batch = {k: torch.as_tensor(v, dtype=torch.long) for k, v in global_batch.items()}
         total_units = loss_units(args.head, global_batch)
         micros = micro_batches(

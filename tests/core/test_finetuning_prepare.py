@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from xlmr_core import XLMRobertaTokenizer, XLMRobertaTokenizerFast
-from xlmr_core.finetuning import DataError, FinetuningError, label_maps, prepare, read_examples
+from xlmr_core.finetuning import ArgumentError, DataError, FinetuningError, label_maps, prepare, read_examples
 from xlmr_core.modeling_utils import IGNORE_INDEX as X
 from xlmr_core.pretrained import BUNDLED_CHECKPOINT
 
@@ -177,10 +177,14 @@ def test_qa_windows_point_at_the_answer_only_where_it_is_whole(tokenizer):
 
 
 def test_qa_refuses_a_stride_that_cannot_advance_and_a_question_that_fills_the_window(tokenizer):
+    # A stride too large is the argument's fault, not the record's: named, no line given.
     with pytest.raises(
-        DataError, match=r"^record 1: doc_stride \(3\) must be smaller than the 3 context tokens"
-    ):
+        ArgumentError,
+        match=r"^doc_stride 3 must be smaller than 3, the context tokens that fit beside a 2-token "
+        r"question in a window of max_length=9$",
+    ) as refused:
         prepare("question-answering", [QA], tokenizer, max_length=9, doc_stride=3)
+    assert not isinstance(refused.value, DataError) and refused.value.argument == "doc_stride"
     long_question = {**QA, "question": "who is it that sat there?"}
     with pytest.raises(DataError, match=r"^record 1: field 'question': \d+ tokens leave no room"):
         prepare("question-answering", [long_question], tokenizer, max_length=9, doc_stride=2)

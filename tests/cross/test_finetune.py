@@ -174,27 +174,27 @@ def _held_out(task: str) -> list:
 
 
 def _answers(framework: str, task: str, out: Path, inputs: list):
-    """The fine-tuned OUT's answers in `framework`: its pipeline, or the head's argmax."""
+    """The fine-tuned OUT's answers in `framework`: its pipeline, or the head's argmax. All inputs
+    go in one call (one batch): a compiling framework then compiles once, not once per input."""
     if task in PIPELINE_TASK:
         pipeline = importlib.import_module(f"xlmr_{framework}").pipeline
-        return [pipeline(PIPELINE_TASK[task], str(out))(x) for x in inputs]
+        return pipeline(PIPELINE_TASK[task], str(out))(inputs)
     model = getattr(
         importlib.import_module(f"xlmr_{framework}"), PREFIX[framework] + HEAD[task]
     ).from_pretrained(out)
     tokenizer = XLMRobertaTokenizerFast.from_pretrained(out)
-    answers = []
-    for record in inputs:
-        if task == "multiple-choice":
-            encoded = tokenizer(
-                [record["question"]] * 3, record["choices"], padding=True, return_tensors="np"
-            )
-            batch = {k: v[None] for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
-        else:
-            encoded = tokenizer([record["text"]], return_tensors="np")
-            batch = {k: v for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
-        logits = _logits(framework, model, batch)
-        answers.append(np.argmax(logits, -1).tolist())
-    return answers
+    if task == "multiple-choice":
+        questions = [record["question"] for record in inputs for _ in record["choices"]]
+        choices = [choice for record in inputs for choice in record["choices"]]
+        encoded = tokenizer(questions, choices, padding=True, return_tensors="np")
+        shape = (len(inputs), -1, encoded["input_ids"].shape[-1])
+        batch = {k: encoded[k].reshape(shape) for k in ("input_ids", "attention_mask")}
+        return np.argmax(_logits(framework, model, batch), -1).tolist()
+    # Causal LM: right padding leaves the real positions' logits as they are alone (causal mask).
+    encoded = tokenizer([record["text"] for record in inputs], padding=True, return_tensors="np")
+    batch = {k: encoded[k] for k in ("input_ids", "attention_mask")}
+    predicted = np.argmax(_logits(framework, model, batch), -1)
+    return [row[: mask.sum()].tolist() for row, mask in zip(predicted, batch["attention_mask"])]
 
 
 def _logits(framework: str, model, batch: dict) -> np.ndarray:
@@ -243,7 +243,14 @@ def test_a_malformed_line_is_one_line_naming_file_line_and_field(
 
 
 @pytest.mark.parametrize(
-    "option", [["--learning-rte", "1e-4"], ["--learning", "1e-4"], ["--dropout", "1.5"], ["--task", "ner"]]
+    "option",
+    [
+        ["--learning-rte", "1e-4"],
+        ["--learning", "1e-4"],
+        ["--dropout", "1.5"],
+        ["--task", "ner"],
+        ["--fsdp", "--framework", "tf"],  # FSDP2 is torch's: refused, not ignored
+    ],
 )
 def test_a_misspelled_option_or_bad_value_is_refused(
     option, finetune_main, base_checkpoint, tmp_path, capsys
@@ -286,4 +293,59 @@ def test_a_nan_loss_stops_the_run_naming_the_step(finetune_main, base_checkpoint
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert status == 9, error
     assert error.startswith("finetune.py: error: the training loss at step ") and "nan" in error, error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def finetune_script():
+    """examples/finetune.py's namespace, run in this process."""
+    return runpy.run_path(str(SCRIPT))
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_the_new_head_is_logged_as_drawn_from_the_seed(framework, finetune_script, base_checkpoint, caplog):
+    """from_pretrained's "newly initialised" would be wrong: the head it made is replaced by
+    `initial_head`; the log says so instead, in one line."""
+    pytest.importorskip({"torch": "torch", "tf": "tensorflow", "flax": "flax"}[framework])
+    from xlmr_core.finetuning import initial_head
+
+    overrides = {"id2label": {0: "a", 1: "b"}, "label2id": {"a": 0, "b": 1}}
+    with caplog.at_level("WARNING"):
+        model = finetune_script["load_model"](
+            framework, "text-classification", base_checkpoint, 7, **overrides
+        )
+    messages = [record.getMessage() for record in caplog.records]
+    assert not any("newly initialised" in m for m in messages), messages
+    drawn = [m for m in messages if "new text-classification head drawn from --seed 7" in m]
+    assert len(drawn) == 1 and "classifier.out_proj.weight" in drawn[0], messages
+    head = initial_head("text-classification", model.config, 7)
+    state = model.canonical_state()
+    assert all(np.array_equal(state[name], value) for name, value in head.items())
+
+
+def test_a_doc_stride_too_large_is_an_argument_error(finetune_main, base_checkpoint, tmp_path, capsys):
+    train = _write_jsonl(tmp_path / "train.jsonl", _records("question-answering", 0, 4))
+    argv = ["--task", "question-answering", "--framework", "torch", "--model", str(base_checkpoint)]
+    argv += ["--train", str(train), "--output-dir", str(tmp_path / "out"), "--max-length", "16"]
+    status = finetune_main([*argv, "--doc-stride", "15"])
+    error = capsys.readouterr().err.strip()
+    assert status == 2, error  # a usage error, not a corrupt file (4)
+    assert len(error.splitlines()) == 1 and "Traceback" not in error, error
+    assert error.startswith("finetune.py: error: --doc-stride 15 must be smaller than "), error
+    assert "train.jsonl" not in error, error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_batch_that_torchrun_processes_cannot_share_is_refused(
+    finetune_main, base_checkpoint, tmp_path, capsys, monkeypatch
+):
+    """Under torchrun (WORLD_SIZE set) each process takes an equal slice of every batch."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    train = _write_jsonl(tmp_path / "train.jsonl", _records("text-classification", 0, 4))
+    argv = ["--task", "text-classification", "--framework", "torch", "--model", str(base_checkpoint)]
+    argv += ["--train", str(train), "--output-dir", str(tmp_path / "out"), "--batch-size", "3"]
+    status = finetune_main(argv)
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert status == 2, error
+    assert error == "finetune.py: error: --batch-size 3 must be a multiple of the 2 torchrun processes"
     assert not (tmp_path / "out").exists()

@@ -1,4 +1,5 @@
-"""Running `examples/torch_finetune.py` in-process or under torchrun, and reading its results."""
+"""Running `examples/torch_finetune.py` (or another script) in-process or under torchrun, and
+reading its results."""
 
 from __future__ import annotations
 
@@ -31,14 +32,14 @@ def load_example():
     return module
 
 
-def torchrun(nproc: int, args: list[str], timeout: float = TORCHRUN_TIMEOUT_S) -> str:
-    """Run the example under `torchrun --standalone` (localhost, a free port, gloo on CPU);
-    the whole process group is killed on timeout. Returns the combined output."""
+def torchrun(nproc: int, args: list[str], timeout: float = TORCHRUN_TIMEOUT_S, script: Path = EXAMPLE) -> str:
+    """Run `script` (the example by default) under `torchrun --standalone` (localhost, a free
+    port, gloo on CPU); the whole process group is killed on timeout. Returns the combined output."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
     env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # never look for another interface
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     process = subprocess.Popen(
-        [*command, str(EXAMPLE), *args],
+        [*command, str(script), *args],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -1,9 +1,17 @@
-"""`examples/torch_finetune.py` on 2 processes (gloo, localhost) gives the weights of 1 process
-on the same global batch: DDP and FSDP2, with and without gradient accumulation."""
+"""`examples/torch_finetune.py` and `examples/finetune.py` on 2 processes (gloo, localhost) give
+the weights of 1 process on the same global batch: DDP and FSDP2, with and without gradient
+accumulation."""
 
 from __future__ import annotations
 
+import json
+import runpy
+from pathlib import Path
+
+import numpy as np
 import pytest
+
+from tests.conftest import REPO_ROOT
 
 from .distributed_helpers import final_weights, heavy, load_example, max_abs_diff, torchrun
 
@@ -77,3 +85,64 @@ def test_bf16_autocast_trains_on_two_processes(tmp_path, strategy):
     mixed = _two_processes(tmp_path, head, strategy, ["--bf16"])
     # bf16 rounds at 2^-8: close to the float32 run, but not equal.
     assert 0 < max_abs_diff(mixed, reference) < 1e-2
+
+
+FINETUNE = REPO_ROOT / "examples" / "finetune.py"
+
+
+@pytest.fixture(scope="module")
+def finetune_inputs(tmp_path_factory):
+    """A random tiny masked-LM checkpoint with the bundled tokenizer, and language-labelled held-out
+    sentences as text-classification JSON lines: 4 per language to train on, 2 to validate."""
+    from tests.cross.harness import load_adapter
+    from tests.cross.pipeline_checkpoints import tiny_config
+    from xlmr_core import XLMRobertaTokenizerFast
+    from xlmr_core.pretrained import bundled_checkpoint, heldout_sentences
+
+    root = tmp_path_factory.mktemp("finetune-ddp")
+    load_adapter("torch").random_checkpoint(tiny_config(), "ForMaskedLM", root / "base")
+    XLMRobertaTokenizerFast.from_pretrained(bundled_checkpoint()).save_pretrained(root / "base")
+    by_language: dict[str, list[str]] = {}
+    for language, text in heldout_sentences():
+        if language in ("dutch", "english", "german"):
+            by_language.setdefault(language, []).append(text)
+    train, dev = [], []
+    for language, texts in sorted(by_language.items()):
+        train += [{"text": text, "label": language} for text in texts[:4]]
+        dev += [{"text": text, "label": language} for text in texts[4:6]]
+    for name, records in (("train", train), ("dev", dev)):
+        lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+        (root / f"{name}.jsonl").write_text(lines, encoding="utf-8")
+    return root
+
+
+def _finetune_argv(root: Path, output: Path) -> list[str]:
+    return [
+        "--task", "text-classification", "--framework", "torch", "--model", str(root / "base"),
+        "--train", str(root / "train.jsonl"), "--validation", str(root / "dev.jsonl"),
+        "--output-dir", str(output), "--max-steps", "4", "--batch-size", "4", "--learning-rate", "1e-3",
+        "--dropout", "0", "--seed", "5", "--max-length", "24", "--quiet",
+    ]  # fmt: skip
+
+
+@heavy
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_finetune_script_on_two_processes_matches_one(finetune_inputs, tmp_path, strategy):
+    """`examples/finetune.py` under torchrun: the global-mean loss makes each step's loss and
+    the saved model those of one process on the same global batches."""
+    from safetensors.numpy import load_file
+
+    single, two = tmp_path / "single", tmp_path / strategy
+    assert runpy.run_path(str(FINETUNE))["main"](_finetune_argv(finetune_inputs, single)) == 0
+    flags = ["--fsdp"] if strategy == "fsdp" else []
+    torchrun(2, [*_finetune_argv(finetune_inputs, two), *flags], script=FINETUNE)
+    results = [json.loads((out / "metrics.json").read_text()) for out in (single, two)]
+    assert len(results[0]["train_loss"]) == 4
+    np.testing.assert_allclose(results[1]["train_loss"], results[0]["train_loss"], rtol=1e-5, atol=0)
+    assert results[1]["eval"] == pytest.approx(results[0]["eval"], rel=1e-5), results
+    weights = [load_file(out / "model.safetensors") for out in (single, two)]
+    assert max_abs_diff(weights[1], weights[0]) <= TOLERANCE
+    assert (
+        json.loads((two / "config.json").read_text())["id2label"]
+        == json.loads((single / "config.json").read_text())["id2label"]
+    )

@@ -6,7 +6,7 @@ feeds these batches to its model, so the three see the same data in the same ord
 """
 
 from .batching import batches
-from .data import HEAD_CLASS, TASKS, DataError, FinetuningError, read_examples
+from .data import HEAD_CLASS, TASKS, ArgumentError, DataError, FinetuningError, read_examples
 from .heads import head_shapes, initial_head
 from .metrics import entities, entity_scores, metrics, normalize_answer, squad_scores
 from .prepare import label_maps, prepare
@@ -15,6 +15,7 @@ from .task_data import TaskData
 __all__ = [
     "HEAD_CLASS",
     "TASKS",
+    "ArgumentError",
     "DataError",
     "FinetuningError",
     "TaskData",

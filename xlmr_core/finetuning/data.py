@@ -46,6 +46,15 @@ class FinetuningError(OneLineError, ValueError):
     """Fine-tuning was asked for something it cannot do (an unknown task, a bad argument)."""
 
 
+class ArgumentError(FinetuningError):
+    """An argument's value does not fit the data ("doc_stride 64 must be smaller than 40: ...");
+    `argument` is its name, so that a command line can name its own option instead."""
+
+    def __init__(self, argument: str, problem: str):
+        self.argument, self.problem = argument, problem
+        super().__init__(f"{argument} {problem}")
+
+
 class DataError(FinetuningError):
     """A record of a fine-tuning file is not what its task reads ("FILE:LINE: field 'label': ...")."""
 

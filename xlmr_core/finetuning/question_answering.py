@@ -10,29 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import DataError, FinetuningError, where
+from .data import ArgumentError, DataError, FinetuningError, where
 from .task_data import TaskData, pad_rows
 
 
 def prepare_question_answering(examples, tokenizer, max_length: int, doc_stride: int) -> TaskData:
     """The `TaskData` of SQuAD records: one row per window, `start_positions` / `end_positions`."""
-    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    _check_windows(examples, tokenizer, max_length, doc_stride)
     rows, starts, ends, windows, owner = [], [], [], [], []
     for index, record in enumerate(examples):
         question, context = record["question"], record["context"]
-        question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])
-        context_tokens = len(tokenizer(context, add_special_tokens=False)["input_ids"])
-        per_window = max_length - question_tokens - specials
-        if per_window < 1:
-            raise DataError(
-                f"{where(record, index)}: field 'question': {question_tokens} tokens leave no room for the "
-                f"context in max_length={max_length}"
-            )
-        if context_tokens > per_window and doc_stride >= per_window:
-            raise DataError(
-                f"{where(record, index)}: doc_stride ({doc_stride}) must be smaller than the {per_window} "
-                f"context tokens that fit in each window of max_length={max_length}"
-            )
         try:
             encoding = tokenizer(
                 question,
@@ -64,6 +51,33 @@ def prepare_question_answering(examples, tokenizer, max_length: int, doc_stride:
         "end_positions": np.array(ends, dtype=np.int64),
     }
     return TaskData("question-answering", features, examples, np.array(owner, dtype=np.int64), windows)
+
+
+def _check_windows(examples, tokenizer, max_length: int, doc_stride: int) -> None:
+    """Every question leaves room for context in a window, and `doc_stride` is smaller than the
+    context tokens of every window that must be split (the tokenizer cannot step back further).
+
+    A question too long is that record's fault (a `DataError` naming it); a stride too large for
+    the smallest split window is the argument's (an `ArgumentError` naming `doc_stride`)."""
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    smallest = None  # (context tokens per window, question tokens) of the tightest split window
+    for index, record in enumerate(examples):
+        question_tokens = len(tokenizer(record["question"], add_special_tokens=False)["input_ids"])
+        per_window = max_length - question_tokens - specials
+        if per_window < 1:
+            raise DataError(
+                f"{where(record, index)}: field 'question': {question_tokens} tokens leave no room for the "
+                f"context in max_length={max_length}"
+            )
+        context_tokens = len(tokenizer(record["context"], add_special_tokens=False)["input_ids"])
+        if context_tokens > per_window and (smallest is None or per_window < smallest[0]):
+            smallest = (per_window, question_tokens)
+    if smallest is not None and doc_stride >= smallest[0]:
+        raise ArgumentError(
+            "doc_stride",
+            f"{doc_stride} must be smaller than {smallest[0]}, the context tokens that fit beside a "
+            f"{smallest[1]}-token question in a window of max_length={max_length}",
+        )
 
 
 def _first_answer(record) -> tuple[int, int] | None:
