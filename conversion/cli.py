@@ -10,7 +10,7 @@ from xlmr_core.checkpoint import FLOAT_DTYPES, FORMATS
 from .errors import (
     EXIT_CODES_HELP,
     EXIT_OK,
-    ConversionError,
+    CommandParser,
     run_command,
 )
 
@@ -90,12 +90,6 @@ examples:
   xlmr-convert export ./xlm-roberta-base ./pt2 --format torch_export --head ForMaskedLM"""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        raise ConversionError(message)
-
-
 def _formatter(prog):
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
@@ -109,9 +103,11 @@ def _format_list(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description=DESCRIPTION, epilog=EXIT_CODES_HELP, formatter_class=_formatter)
+    parser = CommandParser(
+        prog=PROG, description=DESCRIPTION, epilog=EXIT_CODES_HELP, formatter_class=_formatter
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but results and errors")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     commands.required = True
 
     def command(name, help_text, summary):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from xlmr_core.checkpoint import (
@@ -135,3 +136,23 @@ def run_command(prog: str, parser, run, argv, usage_errors: tuple = ()) -> int:
     except Exception as error:
         sys.stderr.write(f"{prog}: error: {one_line(f'{type(error).__name__}: {error}')}\n")
         return exit_code(error)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """`argparse` whose usage errors are a `ConversionError` (one line, exit 2, via `run_command`)
+    instead of argparse's own exit."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        raise ConversionError(message)
+
+
+def positive_int(text: str) -> int:
+    """An argparse `type=` for a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value

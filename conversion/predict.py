@@ -16,11 +16,13 @@ from xlmr_core.pipelines.batch import RecordError, plain, predict
 from .errors import (
     EXIT_CODES_HELP,
     EXIT_OK,
+    CommandParser,
     ConversionError,
     CorruptFileError,
     DestinationExistsError,
     MissingDependencyError,
     MissingFileError,
+    positive_int,
     run_command,
 )
 from .progress import Progress
@@ -47,12 +49,6 @@ examples:
       --option 'candidate_labels=["sport", "politics"]' --option multi_label=true"""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        raise ConversionError(message)
-
-
 def _option(text: str) -> tuple[str, object]:
     name, sep, raw = text.partition("=")
     if not sep or not name:
@@ -64,18 +60,8 @@ def _option(text: str) -> tuple[str, object]:
     return name, value
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandParser(
         prog=PROG,
         description=DESCRIPTION,
         epilog=EXIT_CODES_HELP,
@@ -86,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", required=True, metavar="IN.jsonl", help="JSON-lines file to read")
     parser.add_argument("--output", required=True, metavar="OUT.jsonl", help="JSON-lines file to write")
     parser.add_argument("--framework", choices=FRAMEWORKS, default="torch", help="default: torch")
-    parser.add_argument("--batch-size", type=_positive, default=32, help="records per batch (default: 32)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="records per batch (default: 32)")
     parser.add_argument("--field", default="text", help="the input field of each record (default: text)")
     parser.add_argument(
         "--output-field", default="answer", help="the field the answer is written to (default: answer)"

@@ -36,11 +36,13 @@ from conversion.errors import (
     EXIT_CODES_HELP,
     EXIT_OK,
     EXIT_OTHER,
+    CommandParser,
     ConversionError,
     CorruptFileError,
     DestinationExistsError,
     MissingDependencyError,
     MissingFileError,
+    positive_int,
     run_command,
 )
 from xlmr_core import XLMRobertaTokenizerFast
@@ -48,22 +50,6 @@ from xlmr_core.errors import short
 
 PROG = "finetune.py"
 FRAMEWORKS = {"torch": "XLMRoberta", "tf": "TFXLMRoberta", "flax": "FlaxXLMRoberta"}
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        raise ConversionError(message)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
 
 
 def _non_negative(kind):
@@ -90,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     from xlmr_core.finetuning import TASKS
 
     # allow_abbrev=False: a misspelled or shortened option is refused, never guessed.
-    parser = _Parser(
+    parser = CommandParser(
         prog=PROG,
         description=__doc__.split("\n\n")[0],
         epilog=EXIT_CODES_HELP,
@@ -104,22 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--validation", metavar="FILE.jsonl", help="evaluated after training")
     parser.add_argument("--output-dir", required=True, metavar="OUT")
     length = parser.add_mutually_exclusive_group()
-    length.add_argument("--max-steps", type=_positive, help="optimizer steps (default: 1 epoch)")
-    length.add_argument("--epochs", type=_positive, help="passes over the training data")
-    parser.add_argument("--batch-size", type=_positive, default=16, help="default: 16")
+    length.add_argument("--max-steps", type=positive_int, help="optimizer steps (default: 1 epoch)")
+    length.add_argument("--epochs", type=positive_int, help="passes over the training data")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="default: 16")
     parser.add_argument("--learning-rate", type=_non_negative(float), default=5e-5, help="default: 5e-5")
     parser.add_argument("--weight-decay", type=_non_negative(float), default=0.0, help="default: 0")
     parser.add_argument("--warmup-steps", type=_non_negative(int), default=0, help="default: 0")
     parser.add_argument("--seed", type=_non_negative(int), default=0, help="default: 0")
     parser.add_argument("--dropout", type=_probability, help="dropout of every layer (default: the config's)")
     parser.add_argument(
-        "--max-length", type=_positive, help="tokens per row (default: 128, or the model's position limit)"
+        "--max-length", type=positive_int, help="tokens per row (default: 128, or the model's position limit)"
     )
-    parser.add_argument("--doc-stride", type=_positive, default=64, help="question answering (default: 64)")
+    parser.add_argument(
+        "--doc-stride", type=positive_int, default=64, help="question answering (default: 64)"
+    )
     parser.add_argument(
         "--fsdp", action="store_true", help="torch under torchrun: FSDP2 fully_shard instead of DDP"
     )
-    parser.add_argument("--logging-steps", type=_positive, default=10, help="default: 10")
+    parser.add_argument("--logging-steps", type=positive_int, default=10, help="default: 10")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     return parser
