@@ -13,6 +13,7 @@ import re
 from .configuration import ConfigError
 from .errors import OneLineError
 from .modeling_utils import is_static
+from .unpadding import LONG_INPUT_THRESHOLD, QUERY_CHUNK
 
 ENV_VAR = "XLMR_MAX_ACTIVATION_BYTES"
 # The cap when the environment variable is not set: 16 GiB of activations in one layer.
@@ -46,14 +47,22 @@ def activation_bytes(config, batch: int, seq_length: int, key_length: int) -> in
     `key_length` positions (the cache included): attention scores and probabilities
     (`heads × key_length` per token, twice), relative-position terms, the feed-forward's
     intermediate activations and the hidden-size tensors around them (query, key, value,
-    context, residual). It is what one layer needs at once, so a call over it cannot run;
+    context, residual); above `LONG_INPUT_THRESHOLD` queries, one query chunk's attention terms.
+    It is what one layer needs at once, so a call over it cannot run;
     training keeps every layer's and needs more."""
-    per_token = (
-        2 * config.num_attention_heads * key_length + 2 * config.intermediate_size + 6 * config.hidden_size
-    )
+    per_token = 2 * config.intermediate_size + 6 * config.hidden_size
+    attention = 2 * config.num_attention_heads * key_length
     if config.position_embedding_type != "absolute":
-        per_token += key_length * config.head_dim
-    return BYTES_PER_VALUE * batch * seq_length * per_token
+        attention += key_length * config.head_dim
+    if seq_length > LONG_INPUT_THRESHOLD:
+        # A long input attends `QUERY_CHUNK` queries at a time, the relative terms read from a
+        # window (scores, window scores and probabilities of one chunk; no [q, k, head_dim]).
+        return (
+            BYTES_PER_VALUE
+            * batch
+            * (seq_length * per_token + QUERY_CHUNK * 3 * config.num_attention_heads * key_length)
+        )
+    return BYTES_PER_VALUE * batch * seq_length * (per_token + attention)
 
 
 def check_activation_size(config, batch, seq_length, past_length=0) -> None:

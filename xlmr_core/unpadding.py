@@ -144,3 +144,94 @@ def zero_padded_positions(head: str, outputs: dict, attention_mask) -> dict:
             value = np.where(keep.reshape(keep.shape + (1,) * (value.ndim - keep.ndim)), value, 0.0)
         zeroed[field] = value
     return zeroed
+
+
+# ----------------------------------------------------------------------------- block-sparse packed attention
+#
+# Packed attention that costs about Σ L_i² (TF / Flax under XLA, static shapes): every sequence
+# starts on a block boundary of `block` rows and occupies ceil(L_i / block) whole blocks; the
+# (query block, key block) pairs of the same sequence number Σ ceil(L_i / block)² (each query
+# block with the key blocks up to its own in a decoder). Block and pair counts are static: the
+# exact counts of a concrete mask, bucketed, or the worst case any mask within a token budget
+# can reach.
+
+# Rows per attention block: big enough for efficient small matmuls, small enough that a short
+# sequence wastes little of its last block.
+ATTENTION_BLOCK = 64
+
+
+def attention_block_size(seq_length: int) -> int:
+    """The block of a `[batch, seq_length]` batch: `ATTENTION_BLOCK`, or the row length if shorter."""
+    return max(1, min(ATTENTION_BLOCK, int(seq_length)))
+
+
+def bucket(count: int, capacity: int) -> int:
+    """`count` rounded up to at most `BUDGET_SIGNIFICANT_BITS` significant bits, capped at
+    `capacity` (at least 1): the bucket rule of `token_budget` without its minimum."""
+    count, capacity = max(int(count), 1), max(int(capacity), 1)
+    step = 1 << max(count.bit_length() - BUDGET_SIGNIFICANT_BITS, 0)
+    return min(-(-count // step) * step, max(capacity, count))
+
+
+def sequence_blocks(lengths, block: int) -> np.ndarray:
+    """Blocks each sequence of `lengths` real tokens occupies (ceil(L / block))."""
+    return -(-np.asarray(lengths, np.int64) // int(block))
+
+
+def block_pairs(blocks, causal: bool) -> int:
+    """(query block, key block) pairs of sequences of `blocks` blocks: n² each, n(n+1)/2 causal."""
+    blocks = np.asarray(blocks, np.int64)
+    return int((blocks * (blocks + 1) // 2).sum() if causal else (blocks * blocks).sum())
+
+
+def _most_blocks(real_tokens: int, sequences: int, block: int) -> int:
+    """Most blocks `sequences` non-empty sequences of `real_tokens` tokens in all can occupy."""
+    # A sequence of n blocks holds at least (n - 1) * block + 1 tokens.
+    return (int(real_tokens) + sequences * (block - 1)) // block
+
+
+def block_budget_bound(token_budget: int, batch: int, seq_length: int, block: int) -> int:
+    """The most blocks any mask of `batch` rows of `seq_length` with at most `token_budget`
+    real tokens occupies (the block budget under a traced mask)."""
+    per_row = -(-int(seq_length) // block)
+    sequences = max(1, min(int(batch), int(token_budget)))
+    return max(1, min(_most_blocks(token_budget, sequences, block), sequences * per_row))
+
+
+def pair_budget_bound(token_budget: int, batch: int, seq_length: int, block: int, causal: bool) -> int:
+    """The most block pairs any such mask gives (the pair budget under a traced mask).
+
+    For k non-empty rows the block count is bounded (`_most_blocks`); the pair count, convex in
+    each row's blocks, is largest with as many rows as possible at the most blocks a row holds,
+    one remainder row and the rest at one block. The bound is the maximum over k.
+    """
+    per_row = -(-int(seq_length) // block)
+    best = 1
+    for sequences in range(1, max(1, min(int(batch), int(token_budget))) + 1):
+        blocks = min(_most_blocks(token_budget, sequences, block), sequences * per_row)
+        extra = blocks - sequences  # blocks beyond the first of every row
+        full, rest = divmod(extra, per_row - 1) if per_row > 1 else (0, 0)
+        full = min(full, sequences)
+        counts = [per_row] * full + ([1 + rest] if full < sequences else []) + [1] * (sequences - full - 1)
+        best = max(best, block_pairs(counts, causal))
+    return best
+
+
+def packed_attention_budgets(
+    lengths, block: int, causal: bool, token_budget: int, batch: int, seq_length: int
+) -> tuple[int, int]:
+    """`(blocks, pairs)` static budgets for the concrete `lengths` of a batch's rows: the exact
+    counts, bucketed (one compilation per bucket), never above the worst-case bounds."""
+    blocks = sequence_blocks(lengths, block)
+    block_cap = block_budget_bound(token_budget, batch, seq_length, block)
+    pair_cap = pair_budget_bound(token_budget, batch, seq_length, block, causal)
+    return bucket(int(blocks.sum()), block_cap), bucket(block_pairs(blocks, causal), pair_cap)
+
+
+# ----------------------------------------------------------------------------- long inputs
+
+# Above this many query positions the padded path's attention runs `QUERY_CHUNK` queries at a
+# time, so the scores of one layer are `[batch, heads, QUERY_CHUNK, keys]`, never
+# `[batch, heads, L, L]`; at or below it the plain path runs unchanged.
+LONG_INPUT_THRESHOLD = 1024
+QUERY_CHUNK = 512

@@ -13,8 +13,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from xlmr_core import unpadding
 from xlmr_core.modeling_utils import is_static, relative_position_index
 
+from .attention_kernels import block_pair_attention, chunked_attention, pair_relative_scores
 from .initialisation import Block, dense, layer_norm, normal
 
 
@@ -73,7 +75,9 @@ class XLMRobertaSelfAttention(Block):
         deterministic=True,
         cache_index=None,
         packing=None,
+        output_attentions=True,
     ):
+        """`output_attentions=False` lets long inputs skip the `[heads, L, L]` probabilities."""
         if packing is not None:  # unpadded=True never has a cache, cross-attention or head mask
             return self.packed_attention(hidden_states, attention_bias, packing, deterministic)
         query = self.split_heads(self.query(hidden_states))
@@ -92,22 +96,84 @@ class XLMRobertaSelfAttention(Block):
             elif past_key_value is not None:
                 key = jnp.concatenate([past_key_value[0].astype(self.dtype), key], axis=2)
                 value = jnp.concatenate([past_key_value[1].astype(self.dtype), value], axis=2)
+        if (
+            not output_attentions
+            and past_key_value is None
+            and encoder_hidden_states is None
+            and is_static(query.shape[2])
+            and query.shape[2] > unpadding.LONG_INPUT_THRESHOLD
+        ):
+            return (
+                self.chunked(query, key, value, attention_bias, head_mask, deterministic),
+                None,
+                (key, value),
+            )
         context, probs = self.attend(query, key, value, attention_bias, head_mask, deterministic, cache_index)
         return context, probs, (key, value)
 
-    def packed_attention(self, hidden_states, attention_bias, packing, deterministic=True):
-        """Attention of packed `[budget, hidden]` tokens (`unpadded=True`).
-
-        The projections run on the packed tokens; the scores are computed per sequence in the
-        padded layout, so every position kind and the causal mask see exactly the padded path's
-        positions. The context comes back packed.
-        """
-        query, key, value = (
-            self.split_heads(packing.unpack(projection(hidden_states)))
-            for projection in (self.query, self.key, self.value)
+    def chunked(self, query, key, value, attention_bias, head_mask, deterministic):
+        """Self-attention of a long input, `QUERY_CHUNK` queries at a time (never `[heads, L, L]`)."""
+        relative = self.position_embedding_type != "absolute"
+        return chunked_attention(
+            query,
+            key,
+            value,
+            attention_bias,
+            head_mask,
+            lambda probs: self.dropout(probs, deterministic=deterministic),
+            self.dtype,
+            min(unpadding.QUERY_CHUNK, query.shape[2]),
+            self.distance_embedding if relative else None,
+            self.config.max_position_embeddings,
+            self.position_embedding_type == "relative_key_query",
         )
-        context, probs = self.attend(query, key, value, attention_bias, None, deterministic)
-        return packing.pack(context), probs, (key, value)
+
+    def packed_attention(self, hidden_states, attention_bias, packing, deterministic=True):
+        """Attention of packed `[budget, hidden]` tokens (`unpadded=True`), about Σ L_i².
+
+        The projections run on the packed tokens, which are then laid out in whole blocks per
+        sequence (`packing.layout`); each query block meets only its own sequence's key blocks,
+        with the relative distances and causal mask of the padded path. The context comes
+        back packed. No probabilities (the unpadded path refuses `output_attentions`).
+        """
+        layout = packing.layout
+        if layout is None:  # symbolic shapes: no static block budgets, scores in the padded layout
+            query, key, value = (
+                self.split_heads(packing.unpack(projection(hidden_states)))
+                for projection in (self.query, self.key, self.value)
+            )
+            context, _ = self.attend(query, key, value, attention_bias, None, deterministic)
+            return packing.pack(context), None, None
+
+        def blocks(projection):  # [budget, hidden] -> [blocks, heads, block, head_dim]
+            rows = packing.take_rows(projection(hidden_states), layout.gather)
+            return rows.reshape(-1, layout.block, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)
+
+        relative = None
+        if self.position_embedding_type != "absolute":
+
+            def relative(query_pairs, key_pairs, offset):
+                return pair_relative_scores(
+                    query_pairs,
+                    key_pairs,
+                    offset,
+                    self.distance_embedding,
+                    self.config.max_position_embeddings,
+                    self.position_embedding_type == "relative_key_query",
+                )
+
+        context = block_pair_attention(
+            blocks(self.query),
+            blocks(self.key),
+            blocks(self.value),
+            layout,
+            lambda probs: self.dropout(probs, deterministic=deterministic),
+            self.dtype,
+            relative,
+            self.config.is_decoder,
+        )
+        context = context.transpose(0, 2, 1, 3).reshape(-1, self.num_heads * self.head_dim)
+        return jnp.take(context, layout.scatter, axis=0), None, None
 
     def attend(self, query, key, value, attention_bias, head_mask, deterministic, cache_index=None):
         """Scores, softmax and weighted values: `[batch, length, hidden]` context and the probabilities."""
@@ -162,6 +228,7 @@ class XLMRobertaAttention(Block):
         deterministic=True,
         cache_index=None,
         packing=None,
+        output_attentions=True,
     ):
         context, probs, key_value = self.self(
             hidden_states,
@@ -172,5 +239,6 @@ class XLMRobertaAttention(Block):
             deterministic,
             cache_index,
             packing,
+            output_attentions,
         )
         return self.output(context, hidden_states, deterministic), probs, key_value

@@ -80,7 +80,7 @@ class XLMRobertaModule(Block):
 
         packing = None
         if token_budget is not None:
-            packing = Packing.from_mask(attention_mask, token_budget)
+            packing = Packing.from_mask(attention_mask, token_budget, causal=config.is_decoder)
             # Ids and positions are gathered from the padded layout, so the numbers are the padded path's.
             token_type_ids = packing.pack(jnp.broadcast_to(token_type_ids, (batch_size, seq_length)))
             position_ids = packing.pack(jnp.broadcast_to(position_ids, (batch_size, seq_length)))

@@ -51,6 +51,7 @@ class XLMRobertaEncoder(Block):
                 deterministic,
                 cache_index,
                 packing,
+                output_attentions,
             )
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)

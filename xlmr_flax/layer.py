@@ -44,11 +44,20 @@ class XLMRobertaLayer(Block):
         deterministic=True,
         cache_index=None,
         packing=None,
+        output_attentions=True,
     ):
         self_past = past_key_value[:2] if past_key_value is not None else None
         cross_past = past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
         hidden_states, self_probs, present = self.attention(
-            hidden_states, attention_bias, head_mask, None, self_past, deterministic, cache_index, packing
+            hidden_states,
+            attention_bias,
+            head_mask,
+            None,
+            self_past,
+            deterministic,
+            cache_index,
+            packing,
+            output_attentions,
         )
         cross_probs = None
         if encoder_hidden_states is not None:

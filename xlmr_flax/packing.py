@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from xlmr_core import unpadding
 from xlmr_core.modeling_utils import IGNORE_INDEX, is_static
 from xlmr_core.unpadding import check_budget_fits, check_contiguous_rows, check_unpadded_arguments
 from xlmr_core.unpadding import token_budget as bucketed_token_budget
@@ -47,6 +48,90 @@ def packed_length(attention_mask, unpadded, token_budget) -> int | None:
     return int(token_budget)
 
 
+class BlockLayout(NamedTuple):
+    """The block-aligned layout of packed rows for attention that costs about Σ L_i².
+
+    Sequence i occupies ceil(L_i / block) whole blocks of the `[blocks * block]` block rows;
+    pair p is query block `query_block[p]` meeting key block `key_block[p]` of the same
+    sequence, the key block's first `key_limit[p]` rows real, `offset[p]` the query block's
+    start minus the key block's (in tokens; relative positions), `diagonal[p]` whether they
+    are the same block (the causal mask). `combine[j]` lists the pairs of query block `j`
+    (padded with `pairs`, a dummy). Pairs past the real count are filler no block reads.
+    """
+
+    gather: jax.Array  # [blocks * block] packed row of each block row (`budget`: a zero row)
+    scatter: jax.Array  # [budget] block row of each packed row (filler: row 0)
+    query_block: jax.Array
+    key_block: jax.Array
+    key_limit: jax.Array
+    offset: jax.Array
+    diagonal: jax.Array
+    combine: jax.Array
+    block: int
+
+    @property
+    def pairs(self) -> int:
+        return self.query_block.shape[0]
+
+    @classmethod
+    def from_lengths(cls, lengths, seq_length, budget, block, blocks, pairs, causal) -> BlockLayout:
+        """The layout of rows of `lengths` (at most `seq_length`) real tokens packed in order into
+        `budget` rows, with `blocks` blocks and `pairs` pairs (static budgets: see
+        `xlmr_core.unpadding`)."""
+        batch = lengths.shape[0]
+        lengths = lengths.astype(jnp.int32)
+        token_start = jnp.cumsum(lengths) - lengths
+        counts = (lengths + block - 1) // block
+        block_end = jnp.cumsum(counts)
+        block_start = block_end - counts
+
+        def sequence_of(ends, index):  # searchsorted: sequence i holds [ends[i-1], ends[i])
+            return jnp.minimum(jnp.searchsorted(ends, index, side="right"), batch - 1).astype(jnp.int32)
+
+        block_ids = jnp.arange(blocks, dtype=jnp.int32)
+        block_sequence = sequence_of(block_end, block_ids)
+        position = block_ids - block_start[block_sequence]  # the block's index in its sequence
+        real_block = block_ids < block_end[-1]
+        local = position[:, None] * block + jnp.arange(block, dtype=jnp.int32)[None, :]
+        real_row = real_block[:, None] & (local < lengths[block_sequence][:, None])
+        gather = jnp.where(real_row, token_start[block_sequence][:, None] + local, budget).reshape(-1)
+
+        tokens = jnp.arange(budget, dtype=jnp.int32)
+        token_sequence = sequence_of(jnp.cumsum(lengths), tokens)
+        scatter = block_start[token_sequence] * block + tokens - token_start[token_sequence]
+        scatter = jnp.where(tokens < jnp.sum(lengths), scatter, 0)
+        scatter = jnp.clip(scatter, 0, blocks * block - 1)  # over budget (traced mask): NaN anyway
+
+        per_query = jnp.where(real_block, position + 1 if causal else counts[block_sequence], 0)
+        pair_end = jnp.cumsum(per_query)
+        pair_start = pair_end - per_query
+        pair_ids = jnp.arange(pairs, dtype=jnp.int32)
+        query_block = jnp.minimum(jnp.searchsorted(pair_end, pair_ids, side="right"), blocks - 1)
+        query_block = query_block.astype(jnp.int32)
+        real_pair = pair_ids < pair_end[-1]
+        key_position = pair_ids - pair_start[query_block]
+        sequence = block_sequence[query_block]
+        key_block = jnp.where(real_pair, block_start[sequence] + key_position, 0)
+        # Filler pairs see no key: finite numbers that no query block combines.
+        key_limit = jnp.where(real_pair, jnp.clip(lengths[sequence] - key_position * block, 0, block), 0)
+        offset = jnp.where(real_pair, (position[query_block] - key_position) * block, 0)
+        diagonal = real_pair & (key_position == position[query_block])
+        width = -(-seq_length // block)  # the most key blocks a query block meets
+        slot = jnp.arange(width, dtype=jnp.int32)[None, :]
+        combine = jnp.where(slot < per_query[:, None], pair_start[:, None] + slot, pairs)
+        return cls(
+            gather.astype(jnp.int32),
+            scatter.astype(jnp.int32),
+            query_block,
+            key_block.astype(jnp.int32),
+            key_limit.astype(jnp.int32),
+            offset.astype(jnp.int32),
+            diagonal,
+            combine.astype(jnp.int32),
+            block,
+        )
+
+
 class Packing(NamedTuple):
     """Where the packed real tokens of an `unpadded=True` call sit in the padded layout.
 
@@ -62,14 +147,16 @@ class Packing(NamedTuple):
     first: jax.Array
     batch_size: int
     seq_length: int
+    layout: BlockLayout | None = None
 
     @classmethod
-    def from_mask(cls, attention_mask, budget: int | None = None) -> Packing:
+    def from_mask(cls, attention_mask, budget: int | None = None, causal: bool = False) -> Packing:
         """Packing of `attention_mask`'s real tokens into `budget` rows (None: the real-token
-        count, which needs a concrete mask; under `jit` it is `batch * seq`)."""
+        count, which needs a concrete mask; under `jit` it is `batch * seq`), with the block
+        layout of its attention (`causal`: a decoder's pairs)."""
         batch_size, seq_length = attention_mask.shape
+        values = concrete(attention_mask)
         if budget is None:
-            values = concrete(attention_mask)
             budget = batch_size * seq_length if values is None else int(np.count_nonzero(values))
         flat = attention_mask.reshape(-1).astype(bool)
         (rows,) = jnp.nonzero(flat, size=budget, fill_value=batch_size * seq_length)
@@ -79,7 +166,19 @@ class Packing(NamedTuple):
         slots = jnp.where(flat & (order < budget), order, budget).astype(jnp.int32)
         # Sentence-level heads read position 0 as before (as xlmr_torch: zeros for a left-padded row).
         first = jnp.arange(batch_size) * seq_length
-        return cls(rows.astype(jnp.int32), slots, jnp.sum(flat), first, batch_size, seq_length)
+        if not is_static(batch_size, seq_length):  # jax.export: attention in the padded layout
+            return cls(rows.astype(jnp.int32), slots, jnp.sum(flat), first, batch_size, seq_length)
+        block = unpadding.attention_block_size(seq_length)
+        if values is None:  # traced: the worst case any mask within the budget reaches
+            blocks = unpadding.block_budget_bound(budget, batch_size, seq_length, block)
+            pairs = unpadding.pair_budget_bound(budget, batch_size, seq_length, block, causal)
+        else:
+            blocks, pairs = unpadding.packed_attention_budgets(
+                values.astype(bool).sum(1), block, causal, budget, batch_size, seq_length
+            )
+        lengths = jnp.sum(attention_mask.astype(bool), axis=1)
+        layout = BlockLayout.from_lengths(lengths, seq_length, budget, block, blocks, pairs, causal)
+        return cls(rows.astype(jnp.int32), slots, jnp.sum(flat), first, batch_size, seq_length, layout)
 
     @property
     def budget(self) -> int:

@@ -10,9 +10,10 @@ import math
 import keras
 import tensorflow as tf
 
-from xlmr_core import XLMRobertaConfig
+from xlmr_core import XLMRobertaConfig, unpadding
 from xlmr_core.modeling_utils import relative_position_index
 
+from .attention_kernels import block_pair_attention, chunked_attention, pair_relative_scores
 from .embeddings import EmbeddingTable
 from .initialisation import Block, dense, layer_norm
 from .inputs import dim
@@ -25,6 +26,7 @@ class XLMRobertaSelfAttention(Block):
         super().__init__(**kwargs)
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
+        self.causal = config.is_decoder  # a decoder's self-attention sees no later positions
         self.query = dense(config, config.hidden_size, "query")
         self.key = dense(config, config.hidden_size, "key")
         self.value = dense(config, config.hidden_size, "value")
@@ -79,21 +81,80 @@ class XLMRobertaSelfAttention(Block):
             if past_key_value is not None:
                 key = tf.concat([tf.cast(past_key_value[0], key.dtype), key], axis=2)
                 value = tf.concat([tf.cast(past_key_value[1], value.dtype), value], axis=2)
+        length = query.shape[2]
+        if (
+            not output_attentions
+            and past_key_value is None
+            and encoder_hidden_states is None
+            and head_mask is None
+            and length is not None
+            and length > unpadding.LONG_INPUT_THRESHOLD
+        ):
+            return self.chunked(query, key, value, attention_bias, training), None, (key, value)
         context, probs = self.attend(query, key, value, attention_bias, head_mask, training)
         return context, (probs if output_attentions else None), (key, value)
 
-    def packed_attention(self, hidden_states, attention_bias, packing, training):
-        """Packed `[budget, hidden]` rows: project the real tokens, attend within each sequence.
-
-        The projections are gathered back to `[batch, seq]` for the attention itself, so its cost
-        is the padded one's (a small share of the whole at base size); the output is packed again.
-        """
-        query, key, value = (
-            self.split_heads(packing.unpack(project(hidden_states)))
-            for project in (self.query, self.key, self.value)
+    def chunked(self, query, key, value, attention_bias, training):
+        """Self-attention of a long input, `QUERY_CHUNK` queries at a time (never `[heads, L, L]`)."""
+        relative = self.position_embedding_type != "absolute"
+        return chunked_attention(
+            query,
+            key,
+            value,
+            attention_bias,
+            lambda probs: self.dropout(probs, training=training),
+            min(unpadding.QUERY_CHUNK, query.shape[2]),
+            self.distance_embedding if relative else None,
+            self.max_position_embeddings if relative else None,
+            self.position_embedding_type == "relative_key_query",
         )
-        context, _ = self.attend(query, key, value, attention_bias, None, training)
-        return packing.pack(context), None, (key, value)
+
+    def packed_attention(self, hidden_states, attention_bias, packing, training):
+        """Attention of packed `[budget, hidden]` rows (`unpadded=True`), about Σ L_i².
+
+        The projections run on the packed rows, which are then laid out in whole blocks per
+        sequence (`packing.block_layout`); each query block meets only its own sequence's key
+        blocks, with the relative distances and causal mask of the padded path. The context
+        comes back packed. No probabilities (the unpadded path refuses `output_attentions`).
+        """
+        layout = packing.block_layout(self.causal)
+        if layout is None:  # XLA with shapes unknown while tracing: scores in the padded layout
+            query, key, value = (
+                self.split_heads(packing.unpack(project(hidden_states)))
+                for project in (self.query, self.key, self.value)
+            )
+            context, _ = self.attend(query, key, value, attention_bias, None, training)
+            return packing.pack(context), None, (key, value)
+
+        def blocks(project):  # [budget, hidden] -> [blocks, heads, block, head_dim]
+            rows = packing.take_rows(project(hidden_states), layout.gather)
+            rows = tf.reshape(rows, [-1, layout.block, self.num_heads, self.head_dim])
+            return tf.transpose(rows, [0, 2, 1, 3])
+
+        relative = None
+        if self.position_embedding_type != "absolute":
+
+            def relative(query_pairs, key_pairs, offset):
+                return pair_relative_scores(
+                    query_pairs,
+                    key_pairs,
+                    offset,
+                    self.distance_embedding,
+                    self.max_position_embeddings,
+                    self.position_embedding_type == "relative_key_query",
+                )
+
+        context = block_pair_attention(
+            blocks(self.query),
+            blocks(self.key),
+            blocks(self.value),
+            layout,
+            lambda probs: self.dropout(probs, training=training),
+            relative,
+            self.causal,
+        )
+        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, self.num_heads * self.head_dim])
+        return tf.gather(context, layout.scatter), None, None
 
     def attend(self, query, key, value, attention_bias, head_mask, training):
         """Attention over `[batch, heads, length, head_dim]`: context `[batch, q, hidden]`, probabilities."""

@@ -34,6 +34,8 @@ class Packing:
 
     def __init__(self, attention_mask, budget=None):
         mask = tf.cast(attention_mask, tf.bool)
+        self.mask = mask
+        self._layouts = {}  # causal -> BlockLayout, made once per call by the first layer
         self.shape = tf.shape(mask)
         self.static_shape = mask.shape
         flat = tf.reshape(mask, [-1])
@@ -57,6 +59,49 @@ class Packing:
     def from_mask(cls, attention_mask, budget=None) -> Packing:
         """The packing of `attention_mask` `[batch, seq]` into `budget` rows (None: the real-token count)."""
         return cls(attention_mask, budget)
+
+    def block_layout(self, causal: bool) -> BlockLayout | None:
+        """The block layout of this packing's attention (`causal`: a decoder's pairs), or None
+        under XLA with shapes unknown while tracing (attention then runs in the padded layout).
+
+        Block and pair counts: a concrete mask's exact counts, bucketed (`xlmr_core.unpadding`);
+        under XLA with a traced mask, the worst case any mask within the budget reaches; in a
+        graph with run-time shapes, the exact counts as tensors.
+        """
+        if causal not in self._layouts:
+            self._layouts[causal] = self._make_layout(causal)
+        return self._layouts[causal]
+
+    def _make_layout(self, causal: bool) -> BlockLayout | None:
+        batch, seq_length = self.static_shape
+        lengths = tf.reduce_sum(tf.cast(self.mask, tf.int32), axis=1)
+        static = isinstance(self.budget, int) and batch is not None and seq_length is not None
+        if static:
+            block = unpadding.attention_block_size(seq_length)
+            concrete = tf.get_static_value(self.mask)
+            if concrete is not None:
+                blocks, pairs = unpadding.packed_attention_budgets(
+                    concrete.sum(axis=1), block, causal, self.budget, batch, seq_length
+                )
+            elif in_xla_compilation():
+                blocks = unpadding.block_budget_bound(self.budget, batch, seq_length, block)
+                pairs = unpadding.pair_budget_bound(self.budget, batch, seq_length, block, causal)
+            else:
+                blocks, pairs = _exact_counts(lengths, block, causal)
+            return BlockLayout(lengths, seq_length, self.budget, block, blocks, pairs, causal)
+        if in_xla_compilation():  # counts must be static there, and the shapes are not yet
+            return None
+        if seq_length is not None:
+            block = unpadding.attention_block_size(seq_length)
+        else:
+            seq_length = self.shape[1]
+            block = tf.maximum(tf.minimum(unpadding.ATTENTION_BLOCK, seq_length), 1)
+        blocks, pairs = _exact_counts(lengths, block, causal)
+        return BlockLayout(lengths, seq_length, self.budget, block, blocks, pairs, causal)
+
+    def take_rows(self, x, rows):
+        """Rows `rows` of packed `x` (`budget`: a zero row)."""
+        return tf.gather(self._with_zero_row(x), rows)
 
     def pack(self, x):
         """`[batch, seq, ...]` -> `[budget, ...]`."""
@@ -93,6 +138,79 @@ class Packing:
         """Padded-layout labels -> packed, `ignore_index` on the filler rows."""
         labels = self.pack(labels)
         return tf.where(self.real, labels, tf.cast(ignore_index, labels.dtype))
+
+
+class BlockLayout:
+    """The block-aligned layout of packed rows for attention that costs about Σ L_i².
+
+    Sequence i occupies ceil(L_i / block) whole blocks of the `[blocks * block]` block rows;
+    pair p is query block `query_block[p]` meeting key block `key_block[p]` of the same
+    sequence, the key block's first `key_limit[p]` rows real, `offset[p]` the query block's
+    start minus the key block's (in tokens; relative positions), `diagonal[p]` whether they
+    are the same block (the causal mask). `combine[j]` lists the pairs of query block `j`
+    (padded with `pairs`, a dummy). Pairs past the real count are filler no block reads.
+    The counts `blocks` and `pairs` are Python ints (static budgets, see `xlmr_core.unpadding`)
+    or, in a graph with dynamic shapes, the exact counts as tensors. Mirrors `xlmr_flax.packing`.
+    """
+
+    def __init__(self, lengths, seq_length, budget, block, blocks, pairs, causal):
+        batch = tf.shape(lengths)[0]
+        lengths = tf.cast(lengths, tf.int32)
+        token_start = tf.cumsum(lengths, exclusive=True)
+        counts = (lengths + block - 1) // block
+        block_end = tf.cumsum(counts)
+        block_start = block_end - counts
+
+        def sequence_of(ends, index):  # searchsorted: sequence i holds [ends[i-1], ends[i])
+            found = tf.searchsorted(ends[None], index[None], side="right", out_type=tf.int32)[0]
+            return tf.minimum(found, batch - 1)
+
+        block_ids = tf.range(blocks, dtype=tf.int32)
+        block_sequence = sequence_of(block_end, block_ids)
+        position = block_ids - tf.gather(block_start, block_sequence)  # the block's index in its sequence
+        real_block = block_ids < block_end[-1]
+        local = position[:, None] * block + tf.range(block, dtype=tf.int32)[None, :]
+        real_row = real_block[:, None] & (local < tf.gather(lengths, block_sequence)[:, None])
+        gather = tf.where(real_row, tf.gather(token_start, block_sequence)[:, None] + local, budget)
+        self.gather = tf.reshape(gather, [-1])  # packed row of each block row (`budget`: a zero row)
+
+        tokens = tf.range(budget, dtype=tf.int32)
+        token_sequence = sequence_of(tf.cumsum(lengths), tokens)
+        scatter = (
+            tf.gather(block_start, token_sequence) * block + tokens - tf.gather(token_start, token_sequence)
+        )
+        scatter = tf.where(tokens < tf.reduce_sum(lengths), scatter, 0)
+        # Over the budget (a traced mask under XLA): the output is NaN anyway (`Packing.guard`).
+        self.scatter = tf.clip_by_value(scatter, 0, blocks * block - 1)  # block row of each packed row
+
+        counts_of_block = tf.gather(counts, block_sequence)
+        per_query = tf.where(real_block, position + 1 if causal else counts_of_block, 0)
+        pair_end = tf.cumsum(per_query)
+        pair_start = pair_end - per_query
+        pair_ids = tf.range(pairs, dtype=tf.int32)
+        query_block = tf.searchsorted(pair_end[None], pair_ids[None], side="right", out_type=tf.int32)[0]
+        self.query_block = tf.minimum(query_block, blocks - 1)
+        real_pair = pair_ids < pair_end[-1]
+        key_position = pair_ids - tf.gather(pair_start, self.query_block)
+        sequence = tf.gather(block_sequence, self.query_block)
+        self.key_block = tf.where(real_pair, tf.gather(block_start, sequence) + key_position, 0)
+        # Filler pairs see no key: finite numbers that no query block combines.
+        limit = tf.clip_by_value(tf.gather(lengths, sequence) - key_position * block, 0, block)
+        self.key_limit = tf.where(real_pair, limit, 0)
+        query_position = tf.gather(position, self.query_block)
+        self.offset = tf.where(real_pair, (query_position - key_position) * block, 0)
+        self.diagonal = real_pair & tf.equal(key_position, query_position)
+        width = (seq_length + block - 1) // block  # the most key blocks a query block meets
+        slot = tf.range(width, dtype=tf.int32)[None, :]
+        self.combine = tf.where(slot < per_query[:, None], pair_start[:, None] + slot, pairs)
+        self.block = block
+
+
+def _exact_counts(lengths, block, causal):
+    """Blocks and block pairs of sequences of `lengths` tokens, as run-time tensors."""
+    counts = (lengths + block - 1) // block
+    pairs = counts * (counts + 1) // 2 if causal else counts * counts
+    return tf.reduce_sum(counts), tf.reduce_sum(pairs)
 
 
 def packing_for_call(attention_mask, unpadded: bool, token_budget) -> Packing | None:

@@ -12,6 +12,7 @@ from torch import nn
 from xlmr_core import XLMRobertaConfig
 from xlmr_core.modeling_utils import relative_position_index
 
+from .attention_kernels import chunked_attention, chunks_queries, relative_scores
 from .packing import Packing
 
 
@@ -52,6 +53,19 @@ class XLMRobertaSelfAttention(nn.Module):
             scores = scores + torch.einsum("bhkd,qkd->bhqk", key, embedded)
         return scores / math.sqrt(self.head_dim)
 
+    def chunk_relative_bias(self, query, key, query_position: int) -> torch.Tensor:
+        """`relative_position_bias` of a chunk of queries at `query_position ..`, from a distance window."""
+        scores = relative_scores(
+            query,
+            key,
+            query_position,
+            self.distance_embedding.weight,
+            self.max_position_embeddings,
+            self.position_embedding_type == "relative_key_query",
+            block=query.shape[2],
+        )
+        return scores / math.sqrt(self.head_dim)
+
     def forward(self, hidden_states, inputs, head_mask=None, past_key_value=None, cross=False):
         """`(context, probs, (key, value))`: self-attention, or with `cross` over the encoder states.
 
@@ -73,7 +87,23 @@ class XLMRobertaSelfAttention(nn.Module):
                 key = torch.cat([past_key_value[0], key], dim=2)
                 value = torch.cat([past_key_value[1], value], dim=2)
 
-        if self.position_embedding_type != "absolute":
+        is_relative = self.position_embedding_type != "absolute"
+        # SDPA's CPU flash kernel keeps absolute attention O(L); the other paths materialise L².
+        if (is_relative or inputs.output_attentions or head_mask is not None) and chunks_queries(length):
+            context, probs = chunked_attention(
+                query,
+                key,
+                value,
+                bias,
+                relative=self.chunk_relative_bias if is_relative else None,
+                dropout_p=self.dropout.p if self.training else 0.0,
+                head_mask=head_mask,
+                output_attentions=inputs.output_attentions,
+            )
+            context = context.transpose(1, 2).reshape(batch_size, length, self.num_heads * self.head_dim)
+            return context, probs, (key, value)
+
+        if is_relative:
             relative = self.relative_position_bias(query, key)
             if bias is None:
                 bias = relative
@@ -114,6 +144,12 @@ class XLMRobertaSelfAttention(nn.Module):
             # [L, heads, head_dim] -> [1, heads, L, head_dim]: the padded path's strides.
             q, k, v = (x[start : start + length].transpose(0, 1)[None] for x in (query, key, value))
             bias = None
+            if self.position_embedding_type != "absolute" and chunks_queries(length):
+                context, _ = chunked_attention(
+                    q, k, v, causal=self.causal, relative=self.chunk_relative_bias, dropout_p=dropout_p
+                )
+                contexts.append(context[0].transpose(0, 1).reshape(length, -1))
+                continue
             if self.position_embedding_type != "absolute":
                 bias = self.relative_position_bias(q, k)
                 if self.causal:

@@ -33,3 +33,28 @@ def test_first_tokens_are_position_zero_or_zeros_where_it_is_padding():
     first = np.asarray(packing.first_tokens(packing.pack(x)))
     assert first.shape == (3, 1, 2)
     np.testing.assert_array_equal(first[:, 0], x[:, 0] * MASK[:, :1])
+
+
+def test_block_and_pair_budgets_hold_every_mask_within_the_token_budget():
+    """Every length vector of 3 rows of width 9 (blocks of 4): the traced-mask bounds are at
+    least the exact counts (by enumeration), and reached by some mask (they are not loose)."""
+    import itertools
+
+    from xlmr_core import unpadding
+
+    rows, width, block = 3, 9, 4
+    for budget in (1, 5, 9, 14, 27):
+        for causal in (False, True):
+            most_blocks = unpadding.block_budget_bound(budget, rows, width, block)
+            most_pairs = unpadding.pair_budget_bound(budget, rows, width, block, causal)
+            seen_blocks = seen_pairs = 0
+            for lengths in itertools.product(range(width + 1), repeat=rows):
+                if sum(lengths) > budget:
+                    continue
+                blocks = unpadding.sequence_blocks(lengths, block)
+                seen_blocks = max(seen_blocks, int(blocks.sum()))
+                seen_pairs = max(seen_pairs, unpadding.block_pairs(blocks, causal))
+                exact = unpadding.packed_attention_budgets(lengths, block, causal, budget, rows, width)
+                assert exact[0] >= blocks.sum() and exact[1] >= unpadding.block_pairs(blocks, causal)
+                assert exact[0] <= most_blocks and exact[1] <= most_pairs
+            assert (most_blocks, most_pairs) == (seen_blocks, max(seen_pairs, 1)), (budget, causal)

@@ -407,3 +407,95 @@ def test_bigger_batches_equal_the_padded_path(head, kind):
     else:  # sentence-level: right-padded rows only read position 0, the same token
         rows = real[:, 0].reshape(got.shape[0], -1).all(1)
         np.testing.assert_allclose(got[rows], want[rows], atol=TOLERANCE)
+
+
+# ----------------------------------------------------------------------------- block-sparse attention
+
+# Width 12 in blocks of 4: a sequence over several blocks with a partial last one (11), exactly
+# one block (4), a single token (1), two whole blocks (8), left padding (7 real of 12) and an
+# empty row.
+BLOCK, BLOCK_WIDTH = 4, 12
+BLOCK_ROWS = [(0, 11), (0, 4), (0, 1), (0, 8), (5, 12), (0, 0)]
+
+
+def block_batch(config, seed=0):
+    rng = np.random.default_rng(seed)
+    input_ids = rng.integers(3, config.vocab_size, size=(len(BLOCK_ROWS), BLOCK_WIDTH))
+    mask = np.zeros(input_ids.shape, np.int32)
+    for row, (start, stop) in enumerate(BLOCK_ROWS):
+        mask[row, start:stop] = 1
+        if stop > start:
+            input_ids[row, start] = config.bos_token_id
+    input_ids[mask == 0] = config.pad_token_id
+    return input_ids.astype(np.int32), mask
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Attention blocks of `BLOCK` rows, so tiny batches span several blocks."""
+    from xlmr_core import unpadding
+
+    monkeypatch.setattr(unpadding, "ATTENTION_BLOCK", BLOCK)
+
+
+@pytest.mark.parametrize("decoder", [False, True], ids=["encoder", "decoder"])
+@pytest.mark.parametrize("kind", POSITION_KINDS)
+def test_block_pairs_equal_the_padded_path(small_blocks, kind, decoder):
+    model = make("ForCausalLM" if decoder else "Model", kind)
+    input_ids, mask = block_batch(model.config)
+    real = mask.astype(bool)
+    field = "logits" if decoder else "last_hidden_state"
+    want = np.asarray(model(input_ids, mask, output_hidden_states=True)[field])
+    eager = model(input_ids, mask, unpadded=True, output_hidden_states=True)
+    # Under jit the mask is traced: the block and pair budgets are the worst case of the budget.
+    jitted = jax.jit(lambda ids, m: model(ids, m, unpadded=True, token_budget=64)[field])(input_ids, mask)
+    for got in (np.asarray(eager[field]), np.asarray(jitted)):
+        scale = max(1.0, float(np.abs(want[real]).max()))
+        np.testing.assert_allclose(got[real], want[real], atol=TOLERANCE * scale)
+        assert not got[~real].any()
+
+
+def test_the_layout_has_the_pairs_of_each_sequence_only(small_blocks):
+    """Σ ceil(L / block)² pairs (Σ n (n + 1) / 2 causal), counted by hand from `BLOCK_ROWS`."""
+    from xlmr_flax.packing import Packing
+
+    _, mask = block_batch(make("Model").config)
+    for causal, pairs in ((False, 9 + 1 + 1 + 4 + 4), (True, 6 + 1 + 1 + 3 + 3)):
+        layout = Packing.from_mask(jax.numpy.asarray(mask), causal=causal).layout
+        assert layout.block == BLOCK
+        real = np.asarray(layout.combine) < layout.pairs
+        assert int(real.sum()) == pairs  # each real pair is combined into exactly one query block
+        assert layout.pairs >= pairs and len(layout.combine) >= 3 + 1 + 1 + 2 + 2
+
+
+def test_block_pair_gradients_equal_the_padded_path(small_blocks):
+    """Under `jit` with a traced mask (worst-case budgets: filler blocks and pairs), finite and equal."""
+    model = make("ForMaskedLM", "relative_key_query")
+    input_ids, mask = block_batch(model.config)
+    keep = [0, 1, 2, 3, 5]  # right padding (and an empty row): the same loss both ways
+    input_ids, mask = input_ids[keep], mask[keep]
+    labels = labels_for("ForMaskedLM", model.config, input_ids, mask)["labels"]
+
+    def loss(params, ids, m, unpadded):
+        options = {"unpadded": True, "token_budget": 32} if unpadded else {}
+        return model(ids, m, labels=labels, params=params, **options).loss
+
+    gradient = jax.jit(jax.grad(loss), static_argnums=3)
+    want, got = gradient(model.params, input_ids, mask, False), gradient(model.params, input_ids, mask, True)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_allclose(a, b, atol=GRADIENT_TOLERANCE, err_msg=jax.tree_util.keystr(path))
+
+
+def test_a_symbolic_batch_under_jax_export_runs_unpadded():
+    """Symbolic shapes have no static block budgets: attention in the padded layout, still equal."""
+    from jax import export
+
+    model = make("Model", "relative_key")
+    input_ids, mask = padded_batch(model.config)
+    (batch,) = export.symbolic_shape("b")
+    spec = jax.ShapeDtypeStruct((batch, LENGTH), np.int32)
+    forward = jax.jit(lambda p, i, m: model(i, m, params=p, unpadded=True, token_budget=32).last_hidden_state)
+    got = np.asarray(export.export(forward)(model.params, spec, spec).call(model.params, input_ids, mask))
+    want = np.asarray(model(input_ids, mask).last_hidden_state)
+    real = mask.astype(bool)
+    np.testing.assert_allclose(got[real], want[real], atol=TOLERANCE)
