@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -70,6 +70,10 @@ RULES: dict[str, FrameworkRules] = {
     ),
     "flax": FrameworkRules("/", "kernel", True, "scale", "bias", "embedding", "layer/{}"),
 }
+# "tf" is the reference's `tf_model.h5` (Keras `[in, out]` kernels). Our Keras variables take its
+# names but keep kernels in the canonical `[out, in]` layout (see `xlmr_tf/dense.py`), so that
+# loading copies, or maps, them as they lie in the file.
+RULES["tf_variables"] = replace(RULES["tf"], transpose_linear=False)
 
 
 def parameter_kind(canonical_name: str) -> str:

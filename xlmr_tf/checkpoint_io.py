@@ -26,8 +26,9 @@ from .initialisation import initialise_randomly, uninitialised
 ASSIGN_BLOCK_BYTES = 16 * 2**20
 # TF's kernels (Eigen) require every tensor's data to start on this boundary.
 ALIGNMENT = 64
-# Rows of a kernel written per strip of a transposing copy.
-TRANSPOSE_STRIP = 64
+# Our variables' names and layout in `xlmr_core.weight_mapping`: the reference TF's names, kernels
+# kept `[out, in]` as in the checkpoint (see `dense.py`), so no tensor is transposed on loading.
+VARIABLE_LAYOUT = "tf_variables"
 # The dtypes that DLPack hands from numpy to TF without a copy (not ml_dtypes' bfloat16).
 _DLPACK_DTYPES = frozenset(map(np.dtype, (np.float16, np.float32, np.float64)))
 
@@ -57,43 +58,32 @@ def _adoptable(array: np.ndarray, dtype: np.dtype) -> bool:
     )
 
 
-def _framework_array(
-    tensor: LazyTensor, transposed: bool, dtype: np.dtype, adopted: set[int] | None
-) -> np.ndarray:
-    """`tensor` in the variable's layout (`transposed`: a kernel) and dtype, aligned.
+def _framework_array(tensor: LazyTensor, dtype: np.dtype, adopted: set[int] | None) -> np.ndarray:
+    """`tensor` in the variable's dtype, aligned (the variables share the checkpoint's layout).
 
     With `adopted` (the addresses already given to a variable: never two variables over one
     buffer), the checkpoint's own memory map where it can be adopted; else one copy, read
-    in row blocks where the format allows (plain reads: no map's pages stay resident).
+    straight into the buffer or in row blocks where the format allows (plain reads: no map's
+    pages stay resident).
     """
     array = None
-    if not transposed and adopted is not None:
+    if adopted is not None:
         array = tensor.load()
         if _adoptable(array, dtype) and array.ctypes.data not in adopted:
             adopted.add(array.ctypes.data)
             return array
-    out = _aligned_empty(tensor.shape[::-1] if transposed else tuple(tensor.shape), dtype)
+    out = _aligned_empty(tuple(tensor.shape), dtype)
+    if tensor.read_into is not None and tensor.dtype == dtype and out.size:
+        tensor.read_into(out)  # one read from the file into the variable's buffer
+        return out
     if tensor.rows is None or not tensor.shape:
-        _put(out, 0, np.asarray(tensor.load() if array is None else array), transposed)
+        out[...] = tensor.load() if array is None else array
         return out
     step = max(1, ASSIGN_BLOCK_BYTES * tensor.shape[0] // max(1, tensor.nbytes))
     for start in range(0, tensor.shape[0], step):
-        _put(out, start, tensor.load_rows(start, start + step), transposed)
-    return out
-
-
-def _put(out: np.ndarray, start: int, block: np.ndarray, transposed: bool) -> None:
-    """Write the checkpoint's rows `[start, start + len(block))` into `out` (cast to its dtype)."""
-    if not out.ndim:
-        out[...] = block
-    elif not transposed:
+        block = tensor.load_rows(start, start + step)
         out[start : start + len(block)] = block
-    else:
-        # In strips of `out`'s rows: a whole-kernel strided copy misses the cache on nearly
-        # every element and takes several times as long.
-        for first in range(0, out.shape[0], TRANSPOSE_STRIP):
-            strip = block[:, first : first + TRANSPOSE_STRIP].T
-            out[first : first + len(strip), start : start + len(block)] = strip
+    return out
 
 
 def _as_tensor(array: np.ndarray) -> tf.Tensor:
@@ -103,10 +93,10 @@ def _as_tensor(array: np.ndarray) -> tf.Tensor:
     return tf.constant(array)
 
 
-def _assign(variable, tensor: LazyTensor, transposed: bool, adopted: set[int] | None) -> None:
-    """Give `variable` the checkpoint tensor's values (`transposed`: from torch's layout)."""
+def _assign(variable, tensor: LazyTensor, adopted: set[int] | None) -> None:
+    """Give `variable` the checkpoint tensor's values."""
     dtype = np.dtype(tf.as_dtype(variable.dtype).as_numpy_dtype)
-    value = _as_tensor(_framework_array(tensor, transposed, dtype, adopted))
+    value = _as_tensor(_framework_array(tensor, dtype, adopted))
     # A dense assign makes the tensor's buffer the variable's storage (no copy). Never a scatter
     # or slice write: those switch a variable to copy-on-read mode, where each read copies it.
     variable.assign(value)
@@ -129,7 +119,7 @@ class CheckpointIO(ModelIO):
 
     def to_canonical(self, framework_state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """`{tf path: array}` (weights, gradients, ...) -> canonical names and layout."""
-        state = to_canonical_state(framework_state, "tf")
+        state = to_canonical_state(framework_state, VARIABLE_LAYOUT)
         if self.strip_base_prefix:
             state = {name.removeprefix(f"{self.base_model_prefix}."): array for name, array in state.items()}
         return state
@@ -138,7 +128,7 @@ class CheckpointIO(ModelIO):
         """Inverse of `to_canonical`."""
         if self.strip_base_prefix:
             canonical_state = {f"{self.base_model_prefix}.{k}": v for k, v in canonical_state.items()}
-        return to_framework_state(canonical_state, "tf")
+        return to_framework_state(canonical_state, VARIABLE_LAYOUT)
 
     def canonical_state(self) -> dict[str, np.ndarray]:
         """The weights under their canonical checkpoint names and layout, as numpy arrays."""
@@ -161,16 +151,15 @@ class CheckpointIO(ModelIO):
         missing kernels and tables of a model built `uninitialised`. Every tensor is copied,
         unless `adopt_maps=True`: then a tensor of a copy-on-write file map (`open_checkpoint`'s
         safetensors with `mmap=True`) that is aligned, in the variable's dtype and layout becomes
-        the variable's storage without a copy, tying the model to the file (kernels, which TF
-        stores transposed, are still copied).
+        the variable's storage without a copy, tying the model to the file (kernels included:
+        they are kept in the checkpoint's `[out, in]` layout).
         """
         paths = self._variables_by_path()
         adopted: set[int] | None = set() if adopt_maps else None
 
         def assign(name, tensor):
-            # The tf name and layout of this one tensor; a kernel comes back as `tensor.T`.
-            ((path, laid_out),) = self.from_canonical({name: tensor}).items()
-            _assign(paths[path], tensor, laid_out is not tensor, adopted)
+            ((path, _),) = self.from_canonical({name: tensor}).items()  # the tf name of this tensor
+            _assign(paths[path], tensor, adopted)
 
         return self._load_state(
             checkpoint,

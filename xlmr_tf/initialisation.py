@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
+from collections.abc import Mapping
 
 import keras
 import tensorflow as tf
+from keras.src.backend.common.name_scope import current_path
 
 from xlmr_core import XLMRobertaConfig
+from xlmr_core.weight_mapping import to_canonical_name
 
 from .dense import Dense
 
@@ -118,3 +122,55 @@ def initialise_randomly(model: keras.Model, variables) -> None:
         if padding_rows[id(variable)] is not None:
             value = zero_row(value, padding_rows[id(variable)])
         variable.assign(value)  # a dense assign: the variable takes the new buffer as it is
+
+
+class _UnknownShape(Exception):
+    """A layer whose variables' shapes `build_variables` cannot tell without running the model."""
+
+
+def build_variables(model: keras.Model, shapes: Mapping[str, tuple], layout: str) -> bool:
+    """Create `model`'s variables from the canonical `shapes` (`xlmr_core.architecture`), without a call.
+
+    Each layer is built inside its parents' name scopes, so the variables get the paths a first
+    call would give them: a dense layer takes its input width from its canonical weight's shape
+    (`layout` names the rules of `xlmr_core.weight_mapping`), a LayerNorm its width likewise, and
+    layers whose `build` needs no input shape (blocks, tables, heads) build as they are. Returns
+    False, with the layers it could build built, when a layer's shape is not known that way:
+    the caller then runs the model once to build the rest.
+    """
+
+    def width(path: str, leaf: str) -> int:
+        # The model's own name starts every path; canonical names of a head carry `roberta.`.
+        name = to_canonical_name(f"{path.split('/', 1)[1]}/{leaf}", layout)
+        shape = shapes.get(name, shapes.get(name.removeprefix(f"{model.base_model_prefix}.")))
+        if shape is None:
+            raise _UnknownShape(name)
+        return shape[-1]
+
+    def visit(layer: keras.layers.Layer) -> None:
+        if not layer.built:
+            path = f"{current_path()}/{layer.name}".lstrip("/")
+            if isinstance(layer, Dense):
+                layer.build((None, width(path, "kernel")))
+            elif isinstance(layer, keras.layers.LayerNormalization):
+                layer.build((None, width(path, "gamma")))
+            elif type(layer).build is keras.layers.Layer.build:  # no variables of its own (dropout)
+                layer.build(None)
+            elif _builds_without_shape(layer):
+                layer.build()
+            else:
+                raise _UnknownShape(path)
+        with layer._open_name_scope():  # the children's variables go below this layer's path
+            for child in layer._flatten_layers(include_self=False, recursive=False):
+                visit(child)
+
+    try:
+        visit(model)
+    except _UnknownShape:
+        return False
+    return True
+
+
+def _builds_without_shape(layer: keras.layers.Layer) -> bool:
+    parameters = list(inspect.signature(layer.build).parameters.values())
+    return all(p.default is not inspect.Parameter.empty for p in parameters)

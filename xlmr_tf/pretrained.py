@@ -15,9 +15,11 @@ import keras
 import tensorflow as tf
 
 from xlmr_core import XLMRobertaConfig
+from xlmr_core.architecture import expected_shapes
 from xlmr_core.modeling_utils import CROSS_ATTENTION_INPUTS, TARGETS, TOKEN_INPUTS
 
-from .checkpoint_io import CheckpointIO
+from .checkpoint_io import VARIABLE_LAYOUT, CheckpointIO
+from .initialisation import build_variables
 from .input_lists import as_input_dict, is_input_list, list_order
 from .input_specs import ServingInputSpec
 from .inputs import as_index, check_integer, dim, symbolic_ids
@@ -229,10 +231,18 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, ServingInputSpec,
         archive.write_out(filepath, verbose=True if verbose is None else verbose)
 
     def build(self, input_shape=None):
-        pass  # the layers create their variables during the dummy call (see `Block`)
+        pass  # `_build_with_dummy_inputs` creates the variables (see `Block`)
 
     def _build_with_dummy_inputs(self) -> None:
-        """Create every variable now (so weights load before the first real call)."""
+        """Create every variable now (so weights load before the first real call).
+
+        From the config's canonical shapes, without running the model (an eager call of the
+        whole network was half of `from_pretrained`'s time); a dummy call builds whatever a
+        layer's shape cannot be told that way.
+        """
+        head = type(self).__name__.removeprefix(f"{self.class_name_prefix}XLMRoberta")
+        if build_variables(self, expected_shapes(self.config, head), VARIABLE_LAYOUT):
+            return
         inputs = dict(self.dummy_inputs)
         if self.config.add_cross_attention:
             inputs["encoder_hidden_states"] = tf.zeros((1, 1, self.config.hidden_size))

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xlmr_core import XLMRobertaConfig
+from xlmr_core import XLMRobertaConfig, json_text
 from xlmr_core.architecture import expected_shapes
 from xlmr_core.checkpoint import CheckpointError, load_checkpoint, write_weights
 from xlmr_core.embeddings import read_sentence_transformers
@@ -457,9 +457,9 @@ def test_every_cli_command_refuses_the_crafted_files_and_writes_nothing(tmp_path
     ],
 )
 def test_json_nesting_depth_counts_brackets_outside_strings(text, depth, monkeypatch):
-    assert base.json_nesting_depth(text) == depth
-    monkeypatch.setattr(base, "_SCAN_BLOCK", 3)  # every state carried across block boundaries
-    assert base.json_nesting_depth(text) == depth
+    assert json_text.json_nesting_depth(text) == depth
+    monkeypatch.setattr(json_text, "_SCAN_BLOCK", 3)  # every state carried across block boundaries
+    assert json_text.json_nesting_depth(text) == depth
 
 
 def test_json_nesting_depth_takes_memory_bounded_by_its_block_not_the_text():
@@ -467,7 +467,7 @@ def test_json_nesting_depth_takes_memory_bounded_by_its_block_not_the_text():
     raw = b'{"a": "' + b'x\\"' * 7_000_000 + b'", "b": [[1]]}'
     tracemalloc.start()
     try:
-        assert base.json_nesting_depth(raw) == 3
+        assert json_text.json_nesting_depth(raw) == 3
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -31,8 +31,9 @@ def test_saved_names_and_layout_are_canonical(tmp_path):
     model = build("TFXLMRobertaForMaskedLM")
     model.save_pretrained(tmp_path)
     state = load_checkpoint(tmp_path)
-    kernel = model.roberta.encoder.layer[0].intermediate.dense.kernel.numpy()  # [in, out]
-    np.testing.assert_array_equal(state["roberta.encoder.layer.0.intermediate.dense.weight"], kernel.T)
+    kernel = model.roberta.encoder.layer[0].intermediate.dense.kernel.numpy()  # [out, in], as on file
+    assert kernel.shape == (model.config.intermediate_size, model.config.hidden_size)
+    np.testing.assert_array_equal(state["roberta.encoder.layer.0.intermediate.dense.weight"], kernel)
     assert "lm_head.bias" in state and "lm_head.decoder.weight" not in state  # tied: saved once
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["architectures"] == ["XLMRobertaForMaskedLM"]

@@ -10,16 +10,21 @@ from __future__ import annotations
 import json
 import struct
 
+import h5py
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import xlmr_tf
 from xlmr_core.checkpoint import load_checkpoint, save_checkpoint
+from xlmr_core.errors import CheckpointError
+from xlmr_core.formats import safetensors
 from xlmr_core.formats.base import BFLOAT16
-from xlmr_tf import checkpoint_io
+from xlmr_tf import checkpoint_io, pretrained
+from xlmr_tf.dense import Dense, UnsupportedLayerOption
 
-from .conftest import HEADS, PAD, build, token_ids
+from .conftest import HEADS, PAD, build, config_for, token_ids
 
 
 def _assert_state_equals_file(model, directory, skip=()):
@@ -96,6 +101,32 @@ def test_with_mmap_an_aligned_table_becomes_the_variable_storage_without_a_copy(
     address = np.from_dlpack(table).ctypes.data  # (`numpy()` would copy an outside buffer)
     ranges = _mapped_ranges((tmp_path / "model.safetensors").resolve())
     assert any(start <= address < stop for start, stop in ranges), "the table is a copy, not the map"
+
+
+def _storage_address(variable) -> int:
+    return np.from_dlpack(variable.value.read_value()).ctypes.data  # (`numpy()` would copy it)
+
+
+def test_with_mmap_every_kernel_and_table_is_the_file_map_itself(tmp_path):
+    """Kernels are kept `[out, in]` as on file, so they too are adopted (no transposing copy)."""
+    build("TFXLMRobertaForMaskedLM", seed=14, intermediate_size=64).save_pretrained(tmp_path)
+    model = xlmr_tf.TFXLMRobertaForMaskedLM.from_pretrained(tmp_path, mmap=True)
+    (start, _), *_ = _mapped_ranges((tmp_path / "model.safetensors").resolve())
+    _, _, data_start = safetensors.read_header(tmp_path / "model.safetensors")
+    header = json.loads((tmp_path / "model.safetensors").read_bytes()[8:data_start].decode())
+    adopted_kernels = 0
+    for variable in model.weights:
+        (name,) = model.to_canonical({variable.path.split("/", 1)[1]: np.empty((0, 0))})
+        address = start + data_start + header[name]["data_offsets"][0]
+        if address % checkpoint_io.ALIGNMENT:  # a small tensor before it left it off the boundary
+            continue
+        assert _storage_address(variable) == address, f"{name} was copied"
+        adopted_kernels += variable.path.endswith("/kernel")
+    assert adopted_kernels >= 6 * model.config.num_hidden_layers  # q k v, attention out, in, out
+    np.testing.assert_array_equal(  # and it computes with it: the same outputs as a copied load
+        model(token_ids()).logits,
+        xlmr_tf.TFXLMRobertaForMaskedLM.from_pretrained(tmp_path)(token_ids()).logits,
+    )
 
 
 def test_training_writes_stay_private_and_never_reach_the_file(tmp_path):
@@ -186,10 +217,77 @@ def test_building_and_loading_never_write_a_variable_in_place(tmp_path, monkeypa
         m(token_ids())
 
 
-def test_row_blocks_and_transposing_strips_give_the_same_weights(tmp_path, monkeypatch):
-    build("TFXLMRobertaForTokenClassification", seed=19, tie_word_embeddings=False).save_pretrained(tmp_path)
-    _misalign(tmp_path)  # everything goes through the copying path
+def test_cast_tensors_are_read_in_row_blocks_to_the_same_weights(tmp_path, monkeypatch):
+    model = build("TFXLMRobertaForTokenClassification", seed=19, tie_word_embeddings=False)
+    state = {name: array.astype(BFLOAT16) for name, array in model.canonical_state().items()}
+    save_checkpoint(tmp_path, state, model.config)  # cast on loading: read in blocks of rows
     monkeypatch.setattr(checkpoint_io, "ASSIGN_BLOCK_BYTES", 300)
-    monkeypatch.setattr(checkpoint_io, "TRANSPOSE_STRIP", 3)
     loaded = xlmr_tf.TFXLMRobertaForTokenClassification.from_pretrained(tmp_path)
     _assert_state_equals_file(loaded, tmp_path)
+
+
+def test_a_copied_tensor_is_read_straight_into_the_variable_buffer(tmp_path, monkeypatch):
+    build("TFXLMRobertaModel", seed=20).save_pretrained(tmp_path)
+    path = tmp_path / "model.safetensors"
+    tensors = safetensors.read(path, mmap=False)
+    table = tensors["embeddings.word_embeddings.weight"]
+    out = np.empty(table.shape, table.dtype)
+    table.read_into(out)
+    expected = load_checkpoint(tmp_path)
+    np.testing.assert_array_equal(out, expected["embeddings.word_embeddings.weight"])
+    monkeypatch.setattr(np, "fromfile", lambda *a, **k: pytest.fail("read through an intermediate array"))
+    ours = xlmr_tf.TFXLMRobertaModel.from_pretrained(tmp_path).canonical_state()
+    assert sorted(ours) == sorted(expected)
+    for name, array in expected.items():
+        np.testing.assert_array_equal(ours[name], array, err_msg=name)
+    with open(path, "r+b") as f:  # the file shrinks after its header was read
+        f.truncate(path.stat().st_size - 4)
+    with pytest.raises(CheckpointError, match="truncated"):
+        tensors[list(tensors)[-1]].read_into(np.empty(tensors[list(tensors)[-1]].shape, np.float32))
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("overrides", [{}, {"position_embedding_type": "relative_key_query"}])
+def test_variables_are_built_from_the_config_as_a_first_call_would_build_them(head, overrides, monkeypatch):
+    """No eager dummy call at construction: the same variables (paths, shapes, order) without it."""
+    config = config_for(head, **overrides)
+    built = getattr(xlmr_tf, head)(config)
+    monkeypatch.setattr(pretrained, "build_variables", lambda *args: False)  # the dummy call's way
+    called = getattr(xlmr_tf, head)(config)
+    assert [(v.path.split("/", 1)[1], tuple(v.shape)) for v in built.weights] == [
+        (v.path.split("/", 1)[1], tuple(v.shape)) for v in called.weights
+    ]
+    monkeypatch.undo()
+    monkeypatch.setattr(type(built), "call", lambda *args, **kwargs: pytest.fail("the model ran"))
+    getattr(xlmr_tf, head)(config)  # builds without calling the model
+
+
+def test_keras_weight_files_keep_keras_in_out_kernels_so_older_files_load_the_same(tmp_path):
+    """`.keras` / `.weights.h5` files hold Keras's `[in, out]` kernel, as before the `[out, in]`
+    variables: a file written by Keras's own Dense (what older files hold) loads into ours."""
+    inputs = tf.constant(np.random.default_rng(0).standard_normal((3, 5, 16)), tf.float32)
+    theirs = keras.Sequential([keras.Input((5, 16)), keras.layers.Dense(8)])
+    theirs.save_weights(tmp_path / "keras.weights.h5")
+    ours = keras.Sequential([keras.Input((5, 16)), Dense(8)])
+    ours.load_weights(tmp_path / "keras.weights.h5")
+    np.testing.assert_allclose(ours(inputs), theirs(inputs), rtol=1e-6, atol=1e-6)
+    assert ours.layers[0].kernel.shape == (8, 16)
+    ours.save_weights(tmp_path / "ours.weights.h5")
+    with h5py.File(tmp_path / "ours.weights.h5") as saved, h5py.File(tmp_path / "keras.weights.h5") as old:
+        assert [saved[name].shape for name in _datasets(saved)] == [
+            old[name].shape for name in _datasets(old)
+        ]
+
+
+def _datasets(h5) -> list[str]:
+    names = []
+    h5.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+    return names
+
+
+@pytest.mark.parametrize("option", ["quantize", "enable_lora"])
+def test_keras_options_that_assume_in_out_kernels_are_refused_in_one_line(option):
+    layer = Dense(8)
+    layer.build((None, 16))
+    with pytest.raises(UnsupportedLayerOption, match=r"^[^\n]*\[out, in\][^\n]*$"):
+        getattr(layer, option)("int8" if option == "quantize" else 4)

@@ -43,6 +43,7 @@ def test_the_dense_layer_is_bit_identical_to_keras_dense_on_rank_3_inputs():
     ours, keras_dense = Dense(8, activation="tanh"), keras.layers.Dense(8, activation="tanh")
     ours.build(inputs.shape)
     keras_dense.build(inputs.shape)
-    keras_dense.set_weights(ours.get_weights())
+    kernel, bias = ours.get_weights()  # ours is [out, in], Keras's [in, out]
+    keras_dense.set_weights([kernel.T, bias])
     np.testing.assert_array_equal(ours(inputs), keras_dense(inputs))
     np.testing.assert_array_equal(ours(inputs[0]), keras_dense(inputs[0]))  # rank 2: Keras's own call

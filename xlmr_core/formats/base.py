@@ -48,6 +48,9 @@ class LazyTensor:
     load: Callable[[], np.ndarray]
     # `rows(start, stop)` reads rows [start, stop) alone, where the format allows it.
     rows: Callable[[int, int], np.ndarray] | None = None
+    # `read_into(out)` fills a C-ordered array of this shape and dtype straight from the file
+    # (no intermediate copy), where the format allows it.
+    read_into: Callable[[np.ndarray], None] | None = None
 
     def load_rows(self, start: int, stop: int) -> np.ndarray:
         """Rows `[start, stop)` of the tensor, reading only those where the file allows."""

@@ -168,7 +168,20 @@ def read(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, LazyTensor]
             offset = begin + start * row * dtype.itemsize
             return np.fromfile(path, dtype=dtype, count=count, offset=offset).reshape(-1, *shape[1:])
 
-        tensors[name] = LazyTensor(shape, np.dtype(dtype), load, rows if shape else None)
+        def read_into(out, begin=data_start + begin, nbytes=end - begin):
+            view = memoryview(out).cast("B")
+            if view.nbytes != nbytes:
+                raise ValueError(f"read_into needs a buffer of {nbytes} bytes, got {view.nbytes}")
+            with open(path, "rb", buffering=0) as f:
+                f.seek(begin)
+                filled = 0
+                while filled < nbytes:
+                    got = f.readinto(view[filled:])
+                    if not got:
+                        raise CheckpointError(f"{path}: truncated safetensors file (it shrank while read)")
+                    filled += got
+
+        tensors[name] = LazyTensor(shape, np.dtype(dtype), load, rows if shape else None, read_into)
     return tensors
 
 
