@@ -8,6 +8,7 @@ head_dim]`, grown by each step; with `cache_index` it is a fixed-size buffer wri
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -18,6 +19,22 @@ from xlmr_core.modeling_utils import is_static, relative_position_index
 
 from .attention_kernels import block_pair_attention, chunked_attention, pair_relative_scores
 from .initialisation import Block, dense, layer_norm, normal
+from .packing import Packing
+
+
+class AttentionInputs(NamedTuple):
+    """What every layer of one call attends with: built once by the backbone, handed down the stack.
+
+    Mirrored in each wing's `attention.py`; what varies per layer (its cache entry, its head
+    mask) is passed beside it. Built inside the traced call, so its bool stays a Python bool.
+    """
+
+    attention_bias: jax.Array | None = None  # self-attention, padded layout (additive)
+    encoder_hidden_states: jax.Array | None = None  # cross-attention runs when given
+    encoder_attention_bias: jax.Array | None = None
+    output_attentions: bool = False
+    packing: Packing | None = None  # set: the hidden states are packed rows (token_budget)
+    cache_index: jax.Array | None = None  # Flax's fixed-size cache: the slots already filled
 
 
 class XLMRobertaSelfAttention(Block):
@@ -66,20 +83,18 @@ class XLMRobertaSelfAttention(Block):
         return scores / math.sqrt(self.head_dim)
 
     def __call__(
-        self,
-        hidden_states,
-        attention_bias=None,
-        head_mask=None,
-        encoder_hidden_states=None,
-        past_key_value=None,
-        deterministic=True,
-        cache_index=None,
-        packing=None,
-        output_attentions=True,
+        self, hidden_states, inputs, head_mask=None, past_key_value=None, cross=False, deterministic=True
     ):
-        """`output_attentions=False` lets long inputs skip the `[heads, L, L]` probabilities."""
-        if packing is not None:  # unpadded=True never has a cache, cross-attention or head mask
-            return self.packed_attention(hidden_states, attention_bias, packing, deterministic)
+        """`(context, probs, (key, value))`: self-attention, or with `cross` over the encoder states.
+
+        `inputs` is the call's `AttentionInputs`; `output_attentions=False` there lets long inputs
+        skip the `[heads, L, L]` probabilities.
+        """
+        if inputs.packing is not None:  # unpadded=True never has a cache, cross-attention or head mask
+            return self.packed_attention(hidden_states, inputs.attention_bias, inputs.packing, deterministic)
+        encoder_hidden_states = inputs.encoder_hidden_states if cross else None
+        attention_bias = inputs.encoder_attention_bias if cross else inputs.attention_bias
+        cache_index = None if cross else inputs.cache_index  # the encoder side is never a buffer
         query = self.split_heads(self.query(hidden_states))
         if encoder_hidden_states is not None and past_key_value is not None:
             key, value = (t.astype(self.dtype) for t in past_key_value)  # encoder side is fixed
@@ -97,7 +112,7 @@ class XLMRobertaSelfAttention(Block):
                 key = jnp.concatenate([past_key_value[0].astype(self.dtype), key], axis=2)
                 value = jnp.concatenate([past_key_value[1].astype(self.dtype), value], axis=2)
         if (
-            not output_attentions
+            not inputs.output_attentions
             and past_key_value is None
             and encoder_hidden_states is None
             and is_static(query.shape[2])
@@ -219,26 +234,9 @@ class XLMRobertaAttention(Block):
         self.output = XLMRobertaSelfOutput(self.config, self.dtype, self.param_dtype)
 
     def __call__(
-        self,
-        hidden_states,
-        attention_bias,
-        head_mask,
-        encoder_hidden_states,
-        past_key_value,
-        deterministic=True,
-        cache_index=None,
-        packing=None,
-        output_attentions=True,
+        self, hidden_states, inputs, head_mask=None, past_key_value=None, cross=False, deterministic=True
     ):
         context, probs, key_value = self.self(
-            hidden_states,
-            attention_bias,
-            head_mask,
-            encoder_hidden_states,
-            past_key_value,
-            deterministic,
-            cache_index,
-            packing,
-            output_attentions,
+            hidden_states, inputs, head_mask, past_key_value, cross, deterministic
         )
         return self.output(context, hidden_states, deterministic), probs, key_value

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from xlmr_core import BaseModelOutputWithPoolingAndCrossAttentions
 from xlmr_core.modeling_utils import is_static
 
+from .attention import AttentionInputs
 from .embeddings import XLMRobertaEmbeddings, position_ids_from_input_ids, position_ids_from_inputs_embeds
 from .encoder import XLMRobertaEncoder
 from .initialisation import Block
@@ -102,19 +103,22 @@ class XLMRobertaModule(Block):
                 encoder_attention_bias = self._bias(encoder_attention_mask.astype(bool)[:, None, None, :])
         if head_mask is not None:
             head_mask = head_mask.astype(self.dtype)[:, None, :, None, None]  # [layers, 1, heads, 1, 1]
-        hidden_states, presents, all_hidden_states, attentions, cross_attentions = self.encoder(
-            embedding_output,
+        inputs = AttentionInputs(
             attention_bias,
-            head_mask,
             encoder_hidden_states,
             encoder_attention_bias,
+            output_attentions,
+            packing,
+            cache_index,
+        )
+        hidden_states, presents, all_hidden_states, attentions, cross_attentions = self.encoder(
+            embedding_output,
+            inputs,
+            head_mask,
             past_key_values,
             use_cache,
-            output_attentions,
             output_hidden_states,
             deterministic,
-            cache_index,
-            packing,
         )
         pooled = None
         if self.add_pooling_layer:

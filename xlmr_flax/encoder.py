@@ -23,39 +23,34 @@ class XLMRobertaEncoder(Block):
     def __call__(
         self,
         hidden_states,
-        attention_bias,
-        head_mask,
-        encoder_hidden_states,
-        encoder_attention_bias,
-        past_key_values,
-        use_cache,
-        output_attentions,
-        output_hidden_states,
+        inputs,
+        head_mask=None,
+        past_key_values=None,
+        use_cache=False,
+        output_hidden_states=False,
         deterministic=True,
-        cache_index=None,
-        packing=None,
     ):
-        """Returns `(hidden_states, presents, all_hidden_states, attentions, cross_attentions)`."""
+        """`(hidden_states, presents, all_hidden_states, attentions, cross_attentions)`.
+
+        `inputs` is the call's `attention.AttentionInputs`; with `inputs.packing`, `hidden_states`
+        are the packed `[budget, hidden]` rows (unpadded=True).
+        """
         all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
-        all_cross_attentions = () if output_attentions and encoder_hidden_states is not None else None
+        all_attentions = () if inputs.output_attentions else None
+        cross = inputs.output_attentions and inputs.encoder_hidden_states is not None
+        all_cross_attentions = () if cross else None
         presents = () if use_cache else None
         for i, layer in enumerate(self.layer.layers):
             hidden_states, probs, cross_probs, present = layer(
                 hidden_states,
-                attention_bias,
+                inputs,
                 None if head_mask is None else head_mask[i],
-                encoder_hidden_states,
-                encoder_attention_bias,
                 None if past_key_values is None else past_key_values[i],
                 deterministic,
-                cache_index,
-                packing,
-                output_attentions,
             )
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
-            if output_attentions:
+            if inputs.output_attentions:
                 all_attentions += (probs,)
                 if all_cross_attentions is not None:
                     all_cross_attentions += (cross_probs,)

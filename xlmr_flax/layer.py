@@ -33,41 +33,17 @@ class XLMRobertaLayer(Block):
         self.intermediate = XLMRobertaIntermediate(config, self.dtype, self.param_dtype)
         self.output = XLMRobertaOutput(config, self.dtype, self.param_dtype)
 
-    def __call__(
-        self,
-        hidden_states,
-        attention_bias,
-        head_mask,
-        encoder_hidden_states,
-        encoder_attention_bias,
-        past_key_value,
-        deterministic=True,
-        cache_index=None,
-        packing=None,
-        output_attentions=True,
-    ):
+    def __call__(self, hidden_states, inputs, head_mask=None, past_key_value=None, deterministic=True):
+        """`(hidden_states, self_probs, cross_probs, present)`; `present` is this layer's cache entry."""
         self_past = past_key_value[:2] if past_key_value is not None else None
         cross_past = past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
         hidden_states, self_probs, present = self.attention(
-            hidden_states,
-            attention_bias,
-            head_mask,
-            None,
-            self_past,
-            deterministic,
-            cache_index,
-            packing,
-            output_attentions,
+            hidden_states, inputs, head_mask, self_past, deterministic=deterministic
         )
         cross_probs = None
-        if encoder_hidden_states is not None:
+        if inputs.encoder_hidden_states is not None:
             hidden_states, cross_probs, cross_present = self.crossattention(
-                hidden_states,
-                encoder_attention_bias,
-                head_mask,
-                encoder_hidden_states,
-                cross_past,
-                deterministic,
+                hidden_states, inputs, head_mask, cross_past, cross=True, deterministic=deterministic
             )
             present = present + cross_present
         hidden_states = self.output(self.intermediate(hidden_states), hidden_states, deterministic)

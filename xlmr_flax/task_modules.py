@@ -25,13 +25,32 @@ from .initialisation import Block, dense
 from .losses import cross_entropy, question_answering_loss, sequence_classification_loss
 
 
-class XLMRobertaForCausalLMModule(Block):
+class TaskModule(Block):
+    """A task head's module: the backbone, named `roberta` as in the checkpoints, under a head."""
+
+    pooled = False  # whether the backbone has its pooler (only multiple choice reads it)
+
     def setup(self):
-        self.roberta = XLMRobertaModule(self.config, self.dtype, self.param_dtype, add_pooling_layer=False)
+        self.roberta = XLMRobertaModule(
+            self.config, self.dtype, self.param_dtype, add_pooling_layer=self.pooled
+        )
+        self.setup_head()
+
+    def setup_head(self):
+        """Create the head's own layers (a `setup` run after the backbone's)."""
+        raise NotImplementedError
+
+    def rows(self, inputs: dict, deterministic: bool):
+        """`(output, packing)`: the backbone's output, its last hidden state packed when `packing` is set."""
+        return self.roberta(**inputs, deterministic=deterministic, keep_packed=True)
+
+
+class XLMRobertaForCausalLMModule(TaskModule):
+    def setup_head(self):
         self.lm_head = XLMRobertaLMHead(self.config, self.dtype, self.param_dtype)
 
     def __call__(self, labels=None, deterministic=True, **inputs):
-        outputs, packing = self.roberta(**inputs, deterministic=deterministic, keep_packed=True)
+        outputs, packing = self.rows(inputs, deterministic)
         logits = self.lm_head(outputs.last_hidden_state, self.roberta.word_embeddings())
         loss = None
         if labels is not None and packing is None:
@@ -55,14 +74,13 @@ class XLMRobertaForCausalLMModule(Block):
         )
 
 
-class XLMRobertaForMaskedLMModule(Block):
-    def setup(self):
-        self.roberta = XLMRobertaModule(self.config, self.dtype, self.param_dtype, add_pooling_layer=False)
+class XLMRobertaForMaskedLMModule(TaskModule):
+    def setup_head(self):
         self.lm_head = XLMRobertaLMHead(self.config, self.dtype, self.param_dtype)
 
     def __call__(self, labels=None, max_predictions: int | None = None, deterministic=True, **inputs):
         """With `max_predictions` (static), the LM head runs only on the labelled positions."""
-        outputs, packing = self.roberta(**inputs, deterministic=deterministic, keep_packed=True)
+        outputs, packing = self.rows(inputs, deterministic)
         sequence_output = outputs.last_hidden_state
         word_embeddings = self.roberta.word_embeddings()
         loss = masked_positions = None
@@ -98,13 +116,12 @@ class XLMRobertaForMaskedLMModule(Block):
         )
 
 
-class XLMRobertaForSequenceClassificationModule(Block):
-    def setup(self):
-        self.roberta = XLMRobertaModule(self.config, self.dtype, self.param_dtype, add_pooling_layer=False)
+class XLMRobertaForSequenceClassificationModule(TaskModule):
+    def setup_head(self):
         self.classifier = XLMRobertaClassificationHead(self.config, self.dtype, self.param_dtype)
 
     def __call__(self, labels=None, deterministic=True, **inputs):
-        outputs, packing = self.roberta(**inputs, deterministic=deterministic, keep_packed=True)
+        outputs, packing = self.rows(inputs, deterministic)
         features = outputs.last_hidden_state
         if packing is not None:
             features = packing.first_tokens(features)
@@ -115,9 +132,10 @@ class XLMRobertaForSequenceClassificationModule(Block):
         )
 
 
-class XLMRobertaForMultipleChoiceModule(Block):
-    def setup(self):
-        self.roberta = XLMRobertaModule(self.config, self.dtype, self.param_dtype)
+class XLMRobertaForMultipleChoiceModule(TaskModule):
+    pooled = True
+
+    def setup_head(self):
         self.dropout = nn.Dropout(self.config.hidden_dropout_prob)
         self.classifier = dense(self.config, 1, self.dtype, self.param_dtype)
 
@@ -139,14 +157,13 @@ class XLMRobertaForMultipleChoiceModule(Block):
         )
 
 
-class XLMRobertaForTokenClassificationModule(Block):
-    def setup(self):
-        self.roberta = XLMRobertaModule(self.config, self.dtype, self.param_dtype, add_pooling_layer=False)
+class XLMRobertaForTokenClassificationModule(TaskModule):
+    def setup_head(self):
         self.dropout = nn.Dropout(classifier_dropout(self.config))
         self.classifier = dense(self.config, self.config.num_labels, self.dtype, self.param_dtype)
 
     def __call__(self, labels=None, deterministic=True, **inputs):
-        outputs, packing = self.roberta(**inputs, deterministic=deterministic, keep_packed=True)
+        outputs, packing = self.rows(inputs, deterministic)
         logits = self.classifier(self.dropout(outputs.last_hidden_state, deterministic=deterministic))
         loss = None
         if labels is not None:
@@ -158,13 +175,12 @@ class XLMRobertaForTokenClassificationModule(Block):
         )
 
 
-class XLMRobertaForQuestionAnsweringModule(Block):
-    def setup(self):
-        self.roberta = XLMRobertaModule(self.config, self.dtype, self.param_dtype, add_pooling_layer=False)
+class XLMRobertaForQuestionAnsweringModule(TaskModule):
+    def setup_head(self):
         self.qa_outputs = dense(self.config, self.config.num_labels, self.dtype, self.param_dtype)
 
     def __call__(self, start_positions=None, end_positions=None, deterministic=True, **inputs):
-        outputs, packing = self.roberta(**inputs, deterministic=deterministic, keep_packed=True)
+        outputs, packing = self.rows(inputs, deterministic)
         logits = self.qa_outputs(outputs.last_hidden_state)
         if packing is not None:
             logits = packing.unpack(logits)

@@ -43,28 +43,9 @@ def _require_tensorflow_backend() -> None:
 _import_tensorflow_quietly()
 _require_tensorflow_backend()
 
-from .modeling import (  # noqa: E402
-    TFXLMRobertaForCausalLM,
-    TFXLMRobertaForMaskedLM,
-    TFXLMRobertaForMultipleChoice,
-    TFXLMRobertaForQuestionAnswering,
-    TFXLMRobertaForSequenceClassification,
-    TFXLMRobertaForTokenClassification,
-    TFXLMRobertaModel,
-    TFXLMRobertaPreTrainedModel,
-)
+from . import modeling  # noqa: E402
+from .modeling import *  # noqa: E402, F403 - the seven public models and their base class
 from .pipeline import pipeline  # noqa: E402  # the function; the module stays importable by name
 from .ray_predictor import RayPredictor  # noqa: E402
 
-__all__ = [
-    "TFXLMRobertaModel",
-    "TFXLMRobertaForCausalLM",
-    "TFXLMRobertaForMaskedLM",
-    "TFXLMRobertaForSequenceClassification",
-    "TFXLMRobertaForMultipleChoice",
-    "TFXLMRobertaForTokenClassification",
-    "TFXLMRobertaForQuestionAnswering",
-    "TFXLMRobertaPreTrainedModel",
-    "pipeline",
-    "RayPredictor",
-]
+__all__ = [*modeling.__all__, "pipeline", "RayPredictor"]

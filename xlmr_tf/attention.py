@@ -5,6 +5,7 @@ Packed (unpadded) rows attend in `XLMRobertaSelfAttention.packed_attention`, dis
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import keras
@@ -17,6 +18,25 @@ from .attention_kernels import block_pair_attention, chunked_attention, pair_rel
 from .embeddings import EmbeddingTable
 from .initialisation import Block, dense, layer_norm
 from .inputs import dim
+from .packing import Packing
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionInputs:
+    """What every layer of one call attends with: built once by the backbone, handed down the stack.
+
+    Mirrored in each wing's `attention.py`; what varies per layer (its cache entry, its head
+    mask) is passed beside it, and the structure by keyword. A frozen dataclass here, not the
+    other wings' NamedTuple: Keras reads a NamedTuple as nested tensors and refuses one that
+    also holds a bool and the `Packing` ("you cannot mix tensors and non-tensors"); a dataclass
+    reaches `call` as one opaque value, as the `Packing` itself does.
+    """
+
+    attention_bias: tf.Tensor | None = None  # self-attention, padded layout: bool, True = may look
+    encoder_hidden_states: tf.Tensor | None = None  # cross-attention runs when given
+    encoder_attention_bias: tf.Tensor | None = None
+    output_attentions: bool = False
+    packing: Packing | None = None  # set: the hidden states are packed rows (unpadded=True)
 
 
 class XLMRobertaSelfAttention(Block):
@@ -58,19 +78,16 @@ class XLMRobertaSelfAttention(Block):
             scores = scores + tf.einsum("bhkd,qkd->bhqk", key, embedded)
         return tf.cast(scores, tf.float32) / math.sqrt(self.head_dim)
 
-    def call(
-        self,
-        hidden_states,
-        attention_bias=None,
-        head_mask=None,
-        encoder_hidden_states=None,
-        past_key_value=None,
-        output_attentions=False,
-        packing=None,
-        training=False,
-    ):
-        if packing is not None:
-            return self.packed_attention(hidden_states, attention_bias, packing, training)
+    def call(self, hidden_states, inputs, head_mask=None, past_key_value=None, cross=False, training=False):
+        """`(context, probs, (key, value))`: self-attention, or with `cross` over the encoder states.
+
+        `inputs` is the call's `AttentionInputs` (masks, encoder states, packing).
+        """
+        if inputs.packing is not None:  # (cross-attention never runs unpadded)
+            return self.packed_attention(hidden_states, inputs.attention_bias, inputs.packing, training)
+        encoder_hidden_states = inputs.encoder_hidden_states if cross else None
+        attention_bias = inputs.encoder_attention_bias if cross else inputs.attention_bias
+        output_attentions = inputs.output_attentions
         query = self.split_heads(self.query(hidden_states))
         if encoder_hidden_states is not None and past_key_value is not None:
             key, value = past_key_value  # the encoder side does not change between decoding steps
@@ -193,25 +210,13 @@ class XLMRobertaAttention(Block):
         self.self = XLMRobertaSelfAttention(config, position_embedding_type, name="self")
         self.output_layer = XLMRobertaSelfOutput(config, name="output")
 
-    def call(
-        self,
-        hidden_states,
-        attention_bias=None,
-        head_mask=None,
-        encoder_hidden_states=None,
-        past_key_value=None,
-        output_attentions=False,
-        packing=None,
-        training=False,
-    ):
+    def call(self, hidden_states, inputs, head_mask=None, past_key_value=None, cross=False, training=False):
         context, probs, key_value = self.self(
             hidden_states,
-            attention_bias=attention_bias,
+            inputs=inputs,
             head_mask=head_mask,
-            encoder_hidden_states=encoder_hidden_states,
             past_key_value=past_key_value,
-            output_attentions=output_attentions,
-            packing=packing,
+            cross=cross,
             training=training,
         )
         return self.output_layer(context, hidden_states, training=training), probs, key_value

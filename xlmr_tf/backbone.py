@@ -14,6 +14,7 @@ from xlmr_core.caching import check_past_key_values
 from xlmr_core.call_limits import check_activation_size
 from xlmr_core.modeling_utils import check_first_token
 
+from .attention import AttentionInputs
 from .embeddings import XLMRobertaEmbeddings, position_ids_from_input_ids, position_ids_from_inputs_embeds
 from .encoder import XLMRobertaEncoder
 from .initialisation import Block
@@ -93,17 +94,16 @@ class XLMRobertaMainLayer(Block):
         encoder_attention_bias = self._cross_attention_bias(encoder_attention_mask)
         if encoder_hidden_states is not None:
             encoder_hidden_states = tf.cast(encoder_hidden_states, embedding_output.dtype)
+        inputs = AttentionInputs(
+            attention_bias, encoder_hidden_states, encoder_attention_bias, output_attentions, packing
+        )
         hidden_states, presents, all_hidden_states, attentions, cross_attentions = self.encoder(
             embedding_output,
-            attention_bias=attention_bias,
+            inputs=inputs,
             head_mask=self._per_layer_head_mask(head_mask),
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_bias=encoder_attention_bias,
             past_key_values=past_key_values,
             use_cache=use_cache,
-            output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
-            packing=packing,
             training=training,
         )
         pooled = None

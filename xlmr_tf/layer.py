@@ -33,38 +33,21 @@ class XLMRobertaLayer(Block):
         self.intermediate = XLMRobertaIntermediate(config, name="intermediate")
         self.output_layer = XLMRobertaOutput(config, name="output")
 
-    def call(
-        self,
-        hidden_states,
-        attention_bias=None,
-        head_mask=None,
-        encoder_hidden_states=None,
-        encoder_attention_bias=None,
-        past_key_value=None,
-        output_attentions=False,
-        packing=None,
-        training=False,
-    ):
+    def call(self, hidden_states, inputs, head_mask=None, past_key_value=None, training=False):
+        """`(hidden_states, self_probs, cross_probs, present)`; `present` is this layer's cache entry."""
         self_past = past_key_value[:2] if past_key_value is not None else None
         cross_past = past_key_value[2:] if past_key_value is not None and len(past_key_value) == 4 else None
         hidden_states, self_probs, present = self.attention(
-            hidden_states,
-            attention_bias=attention_bias,
-            head_mask=head_mask,
-            past_key_value=self_past,
-            output_attentions=output_attentions,
-            packing=packing,
-            training=training,
+            hidden_states, inputs=inputs, head_mask=head_mask, past_key_value=self_past, training=training
         )
         cross_probs = None
-        if encoder_hidden_states is not None:
+        if inputs.encoder_hidden_states is not None:
             hidden_states, cross_probs, cross_present = self.crossattention(
                 hidden_states,
-                attention_bias=encoder_attention_bias,
+                inputs=inputs,
                 head_mask=head_mask,
-                encoder_hidden_states=encoder_hidden_states,
                 past_key_value=cross_past,
-                output_attentions=output_attentions,
+                cross=True,
                 training=training,
             )
             present = present + cross_present

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,20 @@ from xlmr_core.modeling_utils import relative_position_index
 
 from .attention_kernels import chunked_attention, chunks_queries, relative_scores
 from .packing import Packing
+
+
+class AttentionInputs(NamedTuple):
+    """What every layer of one call attends with: built once by the backbone, handed down the stack.
+
+    Mirrored in each wing's `attention.py`; what varies per layer (its cache entry, its head
+    mask) is passed beside it.
+    """
+
+    attention_bias: torch.Tensor | None = None  # self-attention, padded layout
+    encoder_hidden_states: torch.Tensor | None = None  # cross-attention runs when given
+    encoder_attention_bias: torch.Tensor | None = None
+    output_attentions: bool = False
+    packing: Packing | None = None  # set: the hidden states are packed rows (unpadded=True)
 
 
 class XLMRobertaSelfAttention(nn.Module):
@@ -69,7 +84,7 @@ class XLMRobertaSelfAttention(nn.Module):
     def forward(self, hidden_states, inputs, head_mask=None, past_key_value=None, cross=False):
         """`(context, probs, (key, value))`: self-attention, or with `cross` over the encoder states.
 
-        `inputs` is the call's `backbone.AttentionInputs` (masks, encoder states, packing).
+        `inputs` is the call's `AttentionInputs` (masks, encoder states, packing).
         """
         if inputs.packing is not None:  # (cross-attention never runs unpadded)
             return self.packed_attention(hidden_states, inputs.packing), None, None

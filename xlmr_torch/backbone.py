@@ -30,6 +30,7 @@ from xlmr_core.modeling_utils import check_integer_dtype
 from xlmr_core.unpadding import check_unpadded_arguments, check_unpadded_options
 
 from . import outputs as _outputs  # noqa: F401 - registers the output classes as torch pytrees
+from .attention import AttentionInputs
 from .embeddings import XLMRobertaEmbeddings, position_ids_from_input_ids, position_ids_from_inputs_embeds
 from .encoder import XLMRobertaEncoder
 from .encoding import EncodingMixin
@@ -40,16 +41,6 @@ from .pretrained import XLMRobertaPreTrainedModel
 
 # The models' warnings share one logger name, whichever module raises them.
 logger = logging.getLogger("xlmr_torch.modeling")
-
-
-class AttentionInputs(NamedTuple):
-    """What every layer of one call attends with, built once here and handed down to each attention."""
-
-    attention_bias: torch.Tensor | None = None  # self-attention, padded layout
-    encoder_hidden_states: torch.Tensor | None = None  # cross-attention runs when given
-    encoder_attention_bias: torch.Tensor | None = None
-    output_attentions: bool = False
-    packing: Packing | None = None  # set: the hidden states are packed rows (unpadded=True)
 
 
 class BackboneRows(NamedTuple):

@@ -28,7 +28,7 @@ class XLMRobertaEncoder(nn.Module):
     ):
         """`(hidden_states, presents, all_hidden_states, attentions, cross_attentions)`.
 
-        `inputs` is the call's `backbone.AttentionInputs`; with `inputs.packing`, `hidden_states`
+        `inputs` is the call's `attention.AttentionInputs`; with `inputs.packing`, `hidden_states`
         are the packed `[budget, hidden]` rows (unpadded=True).
         """
         all_hidden_states = (hidden_states,) if output_hidden_states else None
