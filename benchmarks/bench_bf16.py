@@ -159,7 +159,14 @@ def main() -> int:
         f"hidden 768, {args.layers} layers, batch {args.batch} x {args.length}, "
         f"threads {args.threads or 'default'}"
     )
-    summary: dict = {"cpu_flags": flags, "layers": args.layers, "batch": args.batch, "length": args.length}
+    summary: dict = {
+        "cpu_flags": flags,
+        "layers": args.layers,
+        "batch": args.batch,
+        "length": args.length,
+        "rounds": args.rounds,
+        "threads": args.threads,
+    }
     if not native_bf16():
         print("skipped: this CPU has neither avx512_bf16 nor amx_bf16, so bf16 products are emulated here")
         summary["skipped"] = "no avx512_bf16 / amx_bf16"
@@ -195,7 +202,9 @@ def main() -> int:
                     )
                 if extra:
                     print(f"{framework:<6}compiled HLO: {extra}")
-                summary[framework] = {"rows": rows, "hlo": extra}
+                # The README's bf16 bound scales with the largest float32 output.
+                largest = float(np.abs(reference).max())
+                summary[framework] = {"rows": rows, "hlo": extra, "max_abs_float32": largest}
     print(f"target: bf16 >= {TARGET}x float32 for torch and Flax")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))

@@ -209,6 +209,7 @@ def main() -> None:
         "--memory-limit-gb", type=float, default=0, help="address-space cap per row (0: none)"
     )
     parser.add_argument("--time-limit", type=float, default=900, help="seconds per row")
+    parser.add_argument("--json", type=Path, help="also write every row (failed and skipped included) here")
     parser.add_argument(
         "--row", nargs=3, metavar=("FRAMEWORK", "IMPLEMENTATION", "LENGTH"), help=argparse.SUPPRESS
     )
@@ -237,15 +238,26 @@ def main() -> None:
         for p in args.positions
         for n in args.lengths
     ]
+    rows = []
     for framework, positions, length in cases:
         for implementation in ("reference", "ours"):
             label = f"{framework:<6} {positions:<13} {implementation:<9} {length:>6}"
             if implementation == "reference" and length > args.reference_up_to:
                 print(f"{label}  skipped (--reference-up-to)")
+                rows.append(
+                    {
+                        "framework": framework,
+                        "implementation": implementation,
+                        "length": length,
+                        "positions": positions,
+                        "skipped": f"over --reference-up-to {args.reference_up_to}",
+                    }
+                )
                 continue
             result = fresh_row(
                 framework, implementation, length, args.layers, args.repeats, positions, limits
             )
+            rows.append({**result, "positions": positions})
             if "error" in result:
                 print(f"{label}  failed: {result['error'][:200]}", flush=True)
                 continue
@@ -254,6 +266,17 @@ def main() -> None:
                 f"peak RSS {result['peak_rss_mb']:7.0f} MB  first call {result['first_s']:6.1f} s",
                 flush=True,
             )
+    if args.json:
+        settings = {
+            "layers": args.layers,
+            "repeats": args.repeats,
+            "max_position_embeddings": MAX_POSITIONS,
+            "reference_up_to": args.reference_up_to,
+            "memory_limit_gb": args.memory_limit_gb,
+            "time_limit_s": args.time_limit,
+            "cpu_flags": cpu_flags(),
+        }
+        args.json.write_text(json.dumps({**settings, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
