@@ -93,19 +93,26 @@ def check_first_token(seq_length) -> None:
         )
 
 
-def check_index_range(name: str, low: int, high: int, size: int) -> None:
+def check_index_range(name: str, low: int, high: int, size: int, ignore_index: int | None = None) -> None:
     """Raise `ValueError` when ids spanning `[low, high]` fall outside `[0, size)`.
 
-    `name` says which input and which table, e.g. `"input_ids"` / vocabulary.
+    `name` says which input and which table, e.g. `"input_ids"` / vocabulary. Labels pass the
+    `ignore_index` they may also hold (the caller leaves those values out of `low` and `high`).
     """
-    if int(low) < 0 or int(high) >= size:
-        bad = int(low) if int(low) < 0 else int(high)
-        table = {
-            "input_ids": "the vocabulary",
-            "token_type_ids": "the token type table",
-            "position_ids": "the position table",
-        }.get(name, "its table")
-        raise ValueError(f"{name} contains {bad}, outside {table} [0, {size})")
+    low, high = int(low), int(high)
+    if low >= 0 and high < size:
+        return
+    if ignore_index is not None:
+        raise ValueError(
+            f"{name} must be in [0, {size}) or {ignore_index} (ignored); got values from {low} to {high}"
+        )
+    bad = low if low < 0 else high
+    table = {
+        "input_ids": "the vocabulary",
+        "token_type_ids": "the token type table",
+        "position_ids": "the position table",
+    }.get(name, "its table")
+    raise ValueError(f"{name} contains {bad}, outside {table} [0, {size})")
 
 
 def relative_position_index(

@@ -108,12 +108,7 @@ def check_range(value, size: int, name: str, ignore_index: int | None = None) ->
     if array.size == 0:
         return
     low, high = int(array.min()), int(array.max())
-    if ignore_index is None:
-        check_index_range(name, low, high, size)
-    elif low < 0 or high >= size:
-        raise ValueError(
-            f"{name} must be in [0, {size}) or {ignore_index} (ignored); got values from {low} to {high}"
-        )
+    check_index_range(name, low, high, size, ignore_index)
 
 
 def check_label_shapes(labels, shapes: list[tuple], name: str = "labels") -> None:

@@ -83,12 +83,7 @@ def check_range(ids, size: int, name: str, ignore_index: int | None = None):
         if values.size == 0:
             return ids
         low, high = int(values.min()), int(values.max())
-        if ignore_index is None:
-            check_index_range(name, low, high, size)
-        elif low < 0 or high >= size:
-            raise ValueError(
-                f"{name} must be in [0, {size}) or {ignore_index} (ignored); got values from {low} to {high}"
-            )
+        check_index_range(name, low, high, size, ignore_index)
         return ids
     if in_symbolic_scope():
         return ids  # no values to check

@@ -68,12 +68,7 @@ def check_range(ids: torch.Tensor, size: int, name: str, ignore_index: int | Non
     if values.numel() == 0:
         return
     low, high = _low_high(values)
-    if ignore_index is None:
-        check_index_range(name, low, high, size)
-    elif low < 0 or high >= size:
-        raise ValueError(
-            f"{name} must be in [0, {size}) or {ignore_index} (ignored); got values from {low} to {high}"
-        )
+    check_index_range(name, low, high, size, ignore_index)
 
 
 def as_index(ids: torch.Tensor, size: int, name: str, ignore_index: int | None = None) -> torch.Tensor:
