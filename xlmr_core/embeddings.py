@@ -68,10 +68,13 @@ PROGRESS_BAR_MIN_BATCHES = 4
 # `LENGTH_QUANTUM` whose count of quanta has at most `LENGTH_SIGNIFICANT_BITS` significant bits
 # (16, 32, 48, 64, 96, 128, 192, 256, 384, 512): ten programs up to 512 tokens, each length at
 # most a third larger than what it holds. The unpadded token budget is rounded up to a quarter
-# of the padded batch (`BUDGET_STEPS`), so each length has at most three budgets (and the padded path).
+# of the padded batch (`BUDGET_STEPS`) and used only when it is at most `UNPADDED_MAX_FILL` of it:
+# an unpadded program takes 3-5x a padded one to compile (the block-pair layout), which a quarter
+# of the batch saved rarely repays, so each length has at most two budgets and the padded path.
 LENGTH_QUANTUM = 16
 LENGTH_SIGNIFICANT_BITS = 2
 BUDGET_STEPS = 4
+UNPADDED_MAX_FILL = 0.5
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -356,13 +359,14 @@ def encode_length(length: int, limit: int) -> int:
 
 def encode_token_budget(real_tokens: int, capacity: int) -> int | None:
     """The packed length `encode` runs a compiled unpadded batch at: `real_tokens` rounded up to
-    a quarter of `capacity` (rows x length), or None (the padded path) when that is all of it."""
+    a quarter of `capacity` (rows x length), or None (the padded path) when that is more than
+    `UNPADDED_MAX_FILL` of it."""
     if not 0 <= real_tokens <= capacity:
         raise ValueError(
             f"encode_token_budget: {real_tokens} real tokens do not fit a capacity of {capacity}"
         )
     budget = -(-real_tokens * BUDGET_STEPS // capacity) * capacity // BUDGET_STEPS
-    return None if budget >= capacity else max(budget, 1)
+    return None if budget > capacity * UNPADDED_MAX_FILL else max(budget, 1)
 
 
 def _check_token_ids(ids: list[list[int]], config) -> None:

@@ -60,10 +60,10 @@ class EncodingMixin:
         (None: on a terminal, for more than a few batches) shows a tqdm bar. The forward pass is
         jitted once per model and reused by every call; batches are padded to `batch_size` rows
         and to one of ten lengths up to 512 (`xlmr_core.embeddings.encode_length`), so few
-        programs are compiled. `unpadded=True` (the default) runs it on the real tokens only,
-        packed to a quarter step of the batch (`encode_token_budget`: three budgets and the padded
-        length) and at most four programs per length; the embeddings are the padded path's to
-        float32 rounding.
+        programs are compiled. `unpadded=True` (the default) runs a batch that is at most half
+        real tokens on those only, packed to a quarter step of the batch (`encode_token_budget`:
+        two budgets), and fuller batches padded, so at most three programs per length; the
+        embeddings are the padded path's to float32 rounding.
         """
         check_unpadded_arguments(unpadded, None)
         step = self._encode_step()
@@ -72,7 +72,7 @@ class EncodingMixin:
             real, capacity = int(np.count_nonzero(attention_mask)), attention_mask.size
             # The budget is decided here, from the concrete mask: inside jit the mask is traced.
             # Coarse on purpose: each budget is a compilation, which costs more than the padding
-            # it saves on a sorted batch.
+            # it saves on a sorted batch (most are over half full: padded).
             budget = encode_token_budget(real, capacity) if unpadded else None
             hidden = step(self.params, input_ids.astype(np.int32), attention_mask.astype(np.int32), budget)
             return np.asarray(hidden, dtype=np.float32)

@@ -93,3 +93,42 @@ def test_below_the_threshold_the_plain_path_is_unchanged(monkeypatch):
     monkeypatch.setattr(unpadding, "LONG_INPUT_THRESHOLD", LENGTH)
     monkeypatch.setattr(unpadding, "QUERY_CHUNK", CHUNK)
     np.testing.assert_array_equal(np.asarray(model(ids, mask).logits), want)
+
+
+def temporary_bytes(model, ids, mask):
+    """The compiled forward's scratch memory (XLA's own accounting), in bytes."""
+    forward = jax.jit(lambda params, i, m: model(i, m, params=params).last_hidden_state)
+    return forward.lower(model.params, ids, mask).compile().memory_analysis().temp_size_in_bytes
+
+
+@pytest.mark.parametrize("kind", POSITION_KINDS)
+def test_chunks_run_one_at_a_time(monkeypatch, kind):
+    """The chunks are a loop in the program, so its scratch memory is about one chunk's share of
+    the plain path's (whose `[heads, L, L]` scores dominate it), not several chunks' at once."""
+    model = make(kind, False)
+    ids, mask = inputs(model.config)
+    plain = temporary_bytes(model, ids, mask)
+    monkeypatch.setattr(unpadding, "LONG_INPUT_THRESHOLD", THRESHOLD)
+    monkeypatch.setattr(unpadding, "QUERY_CHUNK", CHUNK)
+    assert temporary_bytes(model, ids, mask) <= plain * CHUNK / LENGTH
+
+
+def test_attention_dropout_in_training_still_applies_to_the_chunks(monkeypatch):
+    """With dropout active the chunks call it one by one (a loop body cannot call a Flax module):
+    with only attention dropout on, a training call differs from inference and between keys."""
+    config = tiny_config(
+        position_embedding_type="relative_key",
+        max_position_embeddings=LENGTH + 2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.5,
+    )
+    model = FlaxXLMRobertaModel(config, seed=0)
+    ids, mask = inputs(config)
+    monkeypatch.setattr(unpadding, "LONG_INPUT_THRESHOLD", THRESHOLD)
+    monkeypatch.setattr(unpadding, "QUERY_CHUNK", CHUNK)
+    inference = np.asarray(model(ids, mask).last_hidden_state)
+    one, two = (
+        np.asarray(model(ids, mask, train=True, dropout_rng=jax.random.PRNGKey(seed)).last_hidden_state)
+        for seed in (1, 2)
+    )
+    assert np.isfinite(one).all() and not np.allclose(one, inference) and not np.allclose(one, two)
