@@ -45,3 +45,12 @@ def xlmr_tokenizer_json() -> Path:
 def small_sentencepiece_model() -> Path:
     """The reference library's small (1,000 pieces) SentencePiece test model, when available."""
     return shared_asset("test_sentencepiece.model")
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Attention blocks of `tests.block_batches.BLOCK` rows, so tiny batches span several blocks."""
+    from tests.block_batches import BLOCK
+    from xlmr_core import unpadding
+
+    monkeypatch.setattr(unpadding, "ATTENTION_BLOCK", BLOCK)

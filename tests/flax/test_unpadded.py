@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests.block_batches import BLOCK, block_batch
 from tests.flax.conftest import HEADS, model_class, tiny_config
 from xlmr_core.unpadding import UNPADDED_CONFLICTS, conflict_message, token_budget
 
@@ -410,32 +411,6 @@ def test_bigger_batches_equal_the_padded_path(head, kind):
 
 
 # ----------------------------------------------------------------------------- block-sparse attention
-
-# Width 12 in blocks of 4: a sequence over several blocks with a partial last one (11), exactly
-# one block (4), a single token (1), two whole blocks (8), left padding (7 real of 12) and an
-# empty row.
-BLOCK, BLOCK_WIDTH = 4, 12
-BLOCK_ROWS = [(0, 11), (0, 4), (0, 1), (0, 8), (5, 12), (0, 0)]
-
-
-def block_batch(config, seed=0):
-    rng = np.random.default_rng(seed)
-    input_ids = rng.integers(3, config.vocab_size, size=(len(BLOCK_ROWS), BLOCK_WIDTH))
-    mask = np.zeros(input_ids.shape, np.int32)
-    for row, (start, stop) in enumerate(BLOCK_ROWS):
-        mask[row, start:stop] = 1
-        if stop > start:
-            input_ids[row, start] = config.bos_token_id
-    input_ids[mask == 0] = config.pad_token_id
-    return input_ids.astype(np.int32), mask
-
-
-@pytest.fixture
-def small_blocks(monkeypatch):
-    """Attention blocks of `BLOCK` rows, so tiny batches span several blocks."""
-    from xlmr_core import unpadding
-
-    monkeypatch.setattr(unpadding, "ATTENTION_BLOCK", BLOCK)
 
 
 @pytest.mark.parametrize("decoder", [False, True], ids=["encoder", "decoder"])

@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 import xlmr_tf
+from tests.block_batches import BLOCK, block_batch
 from xlmr_core.modeling_utils import IGNORE_INDEX
 
 from .conftest import HEADS, PAD, POSITION_KINDS, VOCAB, tiny_config
@@ -406,32 +407,6 @@ def test_encode_is_unpadded_by_default_and_equals_the_padded_run(monkeypatch):
 
 # ----------------------------------------------------------------------------- block-sparse attention
 
-# Width 12 in blocks of 4: a sequence over several blocks with a partial last one (11), exactly
-# one block (4), a single token (1), two whole blocks (8), left padding (7 real of 12) and an
-# empty row.
-BLOCK, BLOCK_WIDTH = 4, 12
-BLOCK_ROWS = [(0, 11), (0, 4), (0, 1), (0, 8), (5, 12), (0, 0)]
-
-
-def _block_batch(config, seed=0):
-    rng = np.random.default_rng(seed)
-    input_ids = rng.integers(3, config.vocab_size, size=(len(BLOCK_ROWS), BLOCK_WIDTH))
-    mask = np.zeros(input_ids.shape, np.int32)
-    for row, (start, stop) in enumerate(BLOCK_ROWS):
-        mask[row, start:stop] = 1
-        if stop > start:
-            input_ids[row, start] = config.bos_token_id
-    input_ids[mask == 0] = config.pad_token_id
-    return input_ids.astype(np.int32), mask
-
-
-@pytest.fixture
-def small_blocks(monkeypatch):
-    """Attention blocks of `BLOCK` rows, so tiny batches span several blocks."""
-    from xlmr_core import unpadding
-
-    monkeypatch.setattr(unpadding, "ATTENTION_BLOCK", BLOCK)
-
 
 @pytest.mark.parametrize("decoder", [False, True], ids=["encoder", "decoder"])
 @pytest.mark.parametrize("kind", POSITION_KINDS)
@@ -440,7 +415,7 @@ def test_block_pairs_equal_the_padded_path(small_blocks, kind, decoder):
     pairs) and a graph with run-time shapes (run-time counts) all give the padded numbers."""
     head = "TFXLMRobertaForCausalLM" if decoder else "TFXLMRobertaModel"
     model = _model(head, position_embedding_type=kind)
-    input_ids, mask = _block_batch(model.config)
+    input_ids, mask = block_batch(model.config)
     real = mask.astype(bool)
     field = "logits" if decoder else "last_hidden_state"
     want = np.asarray(model(input_ids=input_ids, attention_mask=mask)[field])
@@ -464,7 +439,7 @@ def test_the_layout_has_the_pairs_of_each_sequence_only(small_blocks, causal):
     """Σ ceil(L / block)² pairs (Σ n (n + 1) / 2 causal), counted by hand from `BLOCK_ROWS`."""
     from xlmr_tf.packing import Packing
 
-    _, mask = _block_batch(_config("TFXLMRobertaModel"))
+    _, mask = block_batch(_config("TFXLMRobertaModel"))
     pairs = 6 + 1 + 1 + 3 + 3 if causal else 9 + 1 + 1 + 4 + 4
     layout = Packing.from_mask(tf.constant(mask), budget=32).block_layout(causal)
     assert layout.block == BLOCK
@@ -478,7 +453,7 @@ def test_the_layout_has_the_pairs_of_each_sequence_only(small_blocks, causal):
 def test_block_pair_gradients_equal_the_padded_path(small_blocks):
     head = "TFXLMRobertaForMaskedLM"
     model = _model(head, position_embedding_type="relative_key_query")
-    input_ids, mask = _block_batch(model.config)
+    input_ids, mask = block_batch(model.config)
     keep = [0, 1, 2, 3]  # right padding: the same loss both ways
     inputs = {"input_ids": input_ids[keep], "attention_mask": mask[keep]}
     labels = _labels(head, inputs["attention_mask"])
@@ -492,7 +467,7 @@ def test_block_pair_gradients_equal_the_padded_path(small_blocks):
 def test_xla_with_shapes_unknown_while_tracing_attends_in_the_padded_layout(small_blocks):
     """No static block budgets there: the packed rows attend in `[batch, seq]`, still equal."""
     model = _model("TFXLMRobertaModel", position_embedding_type="relative_key")
-    input_ids, mask = _block_batch(model.config)
+    input_ids, mask = block_batch(model.config)
     spec = tf.TensorSpec([None, None], tf.int32)
     forward = tf.function(
         lambda i, m: model(input_ids=i, attention_mask=m, unpadded=True, token_budget=48).last_hidden_state,
