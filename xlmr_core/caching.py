@@ -7,20 +7,24 @@ and the self-attention entries of all layers share one cached length.
 
 from __future__ import annotations
 
+from .modeling_utils import is_static
+
 
 def _shape(tensor) -> tuple:
-    """A tensor's shape as a tuple; unknown dimensions (a traced TF shape) are None."""
+    """A tensor's shape as a tuple; dimensions not known as integers (a traced TF shape, a
+    symbolic `jax.export` or `torch.export` size) are None, never forced through `int()`."""
     shape = getattr(tensor, "shape", None)
     if shape is None:
         raise ValueError(f"past_key_values holds a {type(tensor).__name__}, not a tensor")
     dims = shape.as_list() if hasattr(shape, "as_list") else list(shape)
-    return tuple(None if d is None else int(d) for d in dims)
+    return tuple(int(d) if is_static(d) else None for d in dims)
 
 
 def check_past_key_values(config, past_key_values, batch_size) -> int | None:
     """Validate the cache layout against `config` and the batch; return the cached length.
 
-    0 without a cache; None when the length is not known before the call runs (a traced TF shape).
+    0 without a cache; None when the length is not known before the call runs (a traced or
+    symbolic shape).
     """
     if past_key_values is None:
         return 0
@@ -33,7 +37,7 @@ def check_past_key_values(config, past_key_values, batch_size) -> int | None:
             "as returned by a previous call with use_cache=True"
         )
     heads, head_dim = config.num_attention_heads, config.head_dim
-    batch_size = None if batch_size is None else int(batch_size)
+    batch_size = int(batch_size) if is_static(batch_size) else None
     lengths = set()
     for i, entry in enumerate(past_key_values):
         if not isinstance(entry, (tuple, list)) or len(entry) not in (2, 4):

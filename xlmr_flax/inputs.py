@@ -222,28 +222,9 @@ class InputChecks:
             check_shape(mask, states.shape[:2], "encoder_attention_mask")
 
     def _check_past(self, past_key_values, batch_size) -> int:
-        """Validate the cache layout (`xlmr_core.caching`) and return the cached length.
-
-        Symbolic sizes (jax.export) are handed to the core check as unknown (None), so it never
-        calls `int()` on them; the length then comes from the buffers themselves.
-        """
-        if past_key_values is None:
-            return 0
-        shapes = past_key_values
-        if isinstance(past_key_values, (tuple, list)):
-            shapes = tuple(
-                tuple(_StaticShape(t) if hasattr(t, "shape") else t for t in entry)
-                if isinstance(entry, (tuple, list))
-                else entry
-                for entry in past_key_values
-            )
-        static_batch = batch_size if is_static(batch_size) else None
-        length = check_past_key_values(self.config, shapes, static_batch)
-        return past_key_values[0][0].shape[2] if length is None else length
-
-
-class _StaticShape:
-    """A tensor's shape with its symbolic dimensions as None, for `check_past_key_values`."""
-
-    def __init__(self, tensor):
-        self.shape = tuple(d if is_static(d) else None for d in tensor.shape)
+        """Validate the cache layout (`xlmr_core.caching`) and return the cached length (taken
+        from the buffers themselves when it is symbolic, under jax.export)."""
+        length = check_past_key_values(self.config, past_key_values, batch_size)
+        if length is None:
+            return past_key_values[0][0].shape[2]
+        return length
