@@ -11,7 +11,7 @@ from xlmr_core.checkpoint import (
     UnsupportedCheckpointError,
 )
 from xlmr_core.configuration import ConfigError
-from xlmr_core.errors import MissingDependencyError, clip
+from xlmr_core.errors import MAX_MESSAGE, MissingDependencyError, clip
 from xlmr_core.tokenization_base import TokenizerError
 
 # Exit statuses, documented in `xlmr-convert --help`.
@@ -101,7 +101,6 @@ REPORTED = (
     NotADirectoryError,
     MissingDependencyError,
 )
-MAX_MESSAGE = 300
 
 
 def exit_code(error: BaseException) -> int:
