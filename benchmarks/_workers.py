@@ -308,6 +308,7 @@ def real_length_measurements(steps_builder, config, settings: dict, result: dict
     batches = bench_unpadded.workload(config.vocab_size)
     result["unpadded"] = {
         "workload": bench_unpadded.describe(batches),
+        "work": bench_unpadded.work(batches, config),
         **bench_unpadded.measure(steps_for, batches, settings["unpadded_rounds"]),
     }
     result["padding_sweep"] = {}

@@ -30,8 +30,11 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from xlmr_core import XLMRobertaConfig  # noqa: E402
-from xlmr_core.unpadding import padding_fraction, token_budget  # noqa: E402
+from xlmr_core import (
+    XLMRobertaConfig,  # noqa: E402
+    unpadding,  # noqa: E402
+)
+from xlmr_core.unpadding import padding_fraction, static_budgets  # noqa: E402
 
 # The workload: token lengths (with <s> and </s>) are log-normal with median 64 and sigma 0.9,
 # clipped to [8, 512]: half the texts are under 64 tokens, one in ten over 200, about one in a
@@ -114,6 +117,33 @@ def describe(batches: list[dict]) -> dict:
     }
 
 
+def work(batches: list[dict], config: XLMRobertaConfig) -> dict:
+    """Matrix-product FLOPs of the encoder on `batches`: the reference padded, ours unpadded.
+
+    Per token and layer the dense layers cost 8h² + 4hf; attention costs 4h per (query, key)
+    pair: S² per padded row for the reference; Σ L_i² for PyTorch unpadded (exact count, per
+    sequence); the token budget's rows and 64² per block pair (`static_budgets`) in TF and
+    Flax. Their ratio is the speed-up at equal FLOP rates, what removing padding can buy.
+    """
+    h, f, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    dense = 8 * h * h + 4 * h * f
+    reference = torch_unpadded = blocked = 0
+    for batch in batches:
+        mask = batch["attention_mask"]
+        rows, width = mask.shape
+        lengths = mask.sum(axis=1)
+        budgets = static_budgets(mask)
+        block = unpadding.attention_block_size(width)
+        reference += rows * width * (dense + 4 * h * width)
+        torch_unpadded += int(lengths.sum()) * dense + 4 * h * int((lengths**2).sum())
+        blocked += budgets["token_budget"] * dense + 4 * h * budgets["pair_budget"] * block * block
+    return {
+        "reference_gflop": layers * reference / 1e9,
+        "ceiling_torch": reference / torch_unpadded,
+        "ceiling_blocked": reference / blocked,
+    }
+
+
 # ----------------------------------------------------------------------------- timing
 
 
@@ -186,7 +216,7 @@ def torch_steps(config: XLMRobertaConfig):
 
 
 def tf_steps(config: XLMRobertaConfig):
-    """The same under XLA (`tf.function(jit_compile=True)`); ours unpadded compiles per token budget."""
+    """The same under XLA (`tf.function(jit_compile=True)`); ours unpadded compiles per budget pair."""
     import tensorflow as tf
     import transformers  # its TF port imports tf_keras (Keras 2) itself
 
@@ -197,8 +227,8 @@ def tf_steps(config: XLMRobertaConfig):
 
     def forward_for(model, unpadded: bool):
         @tf.function(jit_compile=True)
-        def forward(input_ids, attention_mask, budget):
-            options = {"unpadded": True, "token_budget": budget} if unpadded else {}
+        def forward(input_ids, attention_mask, tokens, pairs):
+            options = {"unpadded": True, "token_budget": tokens, "pair_budget": pairs} if unpadded else {}
             out = model(input_ids=input_ids, attention_mask=attention_mask, training=False, **options)
             return out.last_hidden_state
 
@@ -217,21 +247,24 @@ def tf_steps(config: XLMRobertaConfig):
 
 
 def tf_step(forward, batches):
-    """`run()` of the compiled `forward` over `batches` (a Python-int budget: one trace per bucket)."""
+    """`run()` of the compiled `forward` over `batches` (Python-int budgets: one trace per bucket)."""
     import tensorflow as tf
 
     inputs = [{k: tf.constant(v) for k, v in batch.items()} for batch in batches]
-    budgets = [token_budget(int(b["attention_mask"].sum()), b["attention_mask"].size) for b in batches]
+    budgets = [static_budgets(b["attention_mask"]) for b in batches]
 
     def run():
-        outs = [forward(b["input_ids"], b["attention_mask"], budget) for b, budget in zip(inputs, budgets)]
+        outs = [
+            forward(b["input_ids"], b["attention_mask"], budget["token_budget"], budget["pair_budget"])
+            for b, budget in zip(inputs, budgets)
+        ]
         return [out.numpy() for out in outs][0]
 
     return run
 
 
 def flax_steps(config: XLMRobertaConfig):
-    """The same, `jax.jit`-compiled; ours unpadded with a static token budget per batch."""
+    """The same, `jax.jit`-compiled; ours unpadded with static token and pair budgets per batch."""
     import jax
     import transformers
 
@@ -246,7 +279,7 @@ def flax_steps(config: XLMRobertaConfig):
             ids, mask = batch["input_ids"], batch["attention_mask"]
             options = {}
             if unpadded:
-                options = {"unpadded": True, "token_budget": token_budget(int(mask.sum()), mask.size)}
+                options = {"unpadded": True, **static_budgets(mask)}
             forward = jax.jit(
                 lambda params, i, m, o=options: model(i, m, params=params, **o).last_hidden_state
             )
@@ -313,6 +346,13 @@ def main() -> None:
         f"{len(batches)} batches {facts['shapes']}, "
         f"{facts['real_tokens']} real tokens of {facts['positions']} positions: "
         f"padding fraction {facts['padding_fraction']:.2f}; median of {args.rounds} interleaved rounds",
+        flush=True,
+    )
+    ceiling = work(batches, config)
+    print(
+        f"matrix-product FLOPs, reference padded / ours unpadded: {ceiling['ceiling_torch']:.2f}x "
+        f"(torch: exact tokens, per sequence), {ceiling['ceiling_blocked']:.2f}x (TF, Flax: token "
+        "and pair budgets, 64-token blocks): the speed-up at equal FLOP rates",
         flush=True,
     )
     for framework in STEP_BUILDERS if args.framework == "all" else [args.framework]:

@@ -56,24 +56,25 @@ def token_budget(real_tokens: int, capacity: int) -> int:
     return min(-(-real_tokens // step) * step, capacity)
 
 
-def check_unpadded_arguments(unpadded, token_budget) -> None:
-    """`unpadded` is a bool; `token_budget` is None or a positive Python int, given with `unpadded=True`.
+def check_unpadded_arguments(unpadded, token_budget, pair_budget=None) -> None:
+    """`unpadded` is a bool; `token_budget` and `pair_budget` are None or positive Python ints,
+    given with `unpadded=True`.
 
-    The budget is a static packed length (a shape under `jit` and XLA), so a traced or
-    floating value is refused rather than rounded.
+    Budgets are static sizes (shapes under `jit` and XLA), so a traced or floating value is
+    refused rather than rounded.
     """
     if not isinstance(unpadded, (bool, np.bool_)):
         raise TypeError(f"unpadded must be True or False, got {type(unpadded).__name__}")
-    if token_budget is None:
-        return
-    if (
-        isinstance(token_budget, (bool, np.bool_))
-        or not isinstance(token_budget, (int, np.integer))
-        or token_budget < 1
+    for name, value, what in (
+        ("token_budget", token_budget, "the packed length"),
+        ("pair_budget", pair_budget, "the attention block pairs"),
     ):
-        raise ValueError(f"token_budget must be a positive integer or None, got {_short(token_budget)}")
-    if not unpadded:
-        raise ValueError("token_budget is the packed length of unpadded=True; pass unpadded=True with it")
+        if value is None:
+            continue
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer or None, got {_short(value)}")
+        if not unpadded:
+            raise ValueError(f"{name} is {what} of unpadded=True; pass unpadded=True with it")
 
 
 def check_budget_fits(token_budget, real_tokens: int) -> None:
@@ -218,14 +219,74 @@ def pair_budget_bound(token_budget: int, batch: int, seq_length: int, block: int
 
 
 def packed_attention_budgets(
-    lengths, block: int, causal: bool, token_budget: int, batch: int, seq_length: int
+    lengths, block: int, causal: bool, token_budget: int, batch: int, seq_length: int, pair_budget=None
 ) -> tuple[int, int]:
     """`(blocks, pairs)` static budgets for the concrete `lengths` of a batch's rows: the exact
-    counts, bucketed (one compilation per bucket), never above the worst-case bounds."""
+    counts, bucketed (one compilation per bucket), never above the worst-case bounds; with a
+    `pair_budget` (checked to hold the pairs) that many pairs, as a traced mask would get."""
     blocks = sequence_blocks(lengths, block)
+    if pair_budget is not None:
+        check_pairs_fit(pair_budget, block_pairs(blocks, causal))
+        return traced_attention_budgets(token_budget, batch, seq_length, block, causal, pair_budget)
     block_cap = block_budget_bound(token_budget, batch, seq_length, block)
     pair_cap = pair_budget_bound(token_budget, batch, seq_length, block, causal)
     return bucket(int(blocks.sum()), block_cap), bucket(block_pairs(blocks, causal), pair_cap)
+
+
+def traced_attention_budgets(
+    token_budget: int, batch: int, seq_length: int, block: int, causal: bool, pair_budget=None
+) -> tuple[int, int]:
+    """`(blocks, pairs)` static budgets when the mask is traced: the worst case any mask within
+    `token_budget` reaches, or fewer pairs when the caller promises them (`pair_budget`; a
+    batch that needs more gives NaN, as one with too many tokens does). Every block has at least
+    one pair (itself), so blocks never exceed pairs."""
+    blocks = block_budget_bound(token_budget, batch, seq_length, block)
+    pairs = pair_budget_bound(token_budget, batch, seq_length, block, causal)
+    if pair_budget is not None:
+        pairs = min(pairs, int(pair_budget))
+        blocks = min(blocks, pairs)
+    return blocks, pairs
+
+
+def check_pairs_fit(pair_budget, pairs: int) -> None:
+    """A `pair_budget` must hold every (query block, key block) pair of the batch's attention."""
+    if pair_budget is not None and int(pair_budget) < int(pairs):
+        raise ValueError(
+            f"pair_budget={int(pair_budget)} is smaller than the batch's {int(pairs)} attention block "
+            "pairs; take both budgets from xlmr_core.unpadding.static_budgets(attention_mask)"
+        )
+
+
+def check_mask_fits(attention_mask, token_budget, pair_budget, causal: bool) -> None:
+    """A concrete mask's real tokens and attention block pairs must fit the budgets given."""
+    check_budget_fits(token_budget, int(np.count_nonzero(attention_mask)))
+    if pair_budget is not None:
+        check_pairs_fit(pair_budget, attention_pairs(attention_mask, causal))
+
+
+def attention_pairs(attention_mask, causal: bool = False) -> int:
+    """The (query block, key block) pairs the packed attention of a concrete mask computes."""
+    mask = np.asarray(attention_mask).astype(bool)
+    mask = mask.reshape(-1, mask.shape[-1])
+    block = attention_block_size(mask.shape[1])
+    return block_pairs(sequence_blocks(mask.sum(axis=1), block), causal)
+
+
+def static_budgets(attention_mask, causal: bool = False) -> dict:
+    """`{"token_budget": .., "pair_budget": ..}` for an `unpadded=True` call whose mask is traced
+    (under `jax.jit` or `jit_compile=True`), computed from the concrete mask beforehand.
+
+    Both are bucketed (one compilation per bucket pair). A traced mask otherwise pays the worst
+    case any mask within the token budget can reach: on real length mixes about twice the
+    attention pairs. `causal`: the model is a decoder (`config.is_decoder`). Pass them as static
+    arguments: `model(ids, mask, unpadded=True, **static_budgets(mask))`.
+    """
+    mask = np.asarray(attention_mask).astype(bool)
+    rows = mask.reshape(-1, mask.shape[-1])
+    tokens = token_budget(int(rows.sum()), rows.size)
+    block = attention_block_size(rows.shape[1])
+    _, pairs = packed_attention_budgets(rows.sum(axis=1), block, causal, tokens, *rows.shape)
+    return {"token_budget": tokens, "pair_budget": pairs}
 
 
 # ----------------------------------------------------------------------------- long inputs

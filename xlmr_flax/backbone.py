@@ -55,12 +55,14 @@ class XLMRobertaModule(Block):
         deterministic: bool = True,
         cache_index=None,
         token_budget: int | None = None,
+        pair_budget: int | None = None,
         keep_packed: bool = False,
     ):
         """`cache_index` (with fixed-size `past_key_values`) says how many cache slots are filled.
 
         `token_budget` (static, with `attention_mask`) runs unpadded: everything but the attention
-        scores on the first `token_budget` real tokens, packed (see `Packing`). With `keep_packed`
+        scores on the first `token_budget` real tokens, packed (see `Packing`), the attention over
+        at most `pair_budget` block pairs when given. With `keep_packed`
         the call returns `(output, packing)` and `last_hidden_state` stays packed `[budget, hidden]`,
         for the heads to run on; `packing` is None on the padded path."""
         config = self.config
@@ -81,7 +83,7 @@ class XLMRobertaModule(Block):
 
         packing = None
         if token_budget is not None:
-            packing = Packing.from_mask(attention_mask, token_budget, causal=config.is_decoder)
+            packing = Packing.from_mask(attention_mask, token_budget, config.is_decoder, pair_budget)
             # Ids and positions are gathered from the padded layout, so the numbers are the padded path's.
             token_type_ids = packing.pack(jnp.broadcast_to(token_type_ids, (batch_size, seq_length)))
             position_ids = packing.pack(jnp.broadcast_to(position_ids, (batch_size, seq_length)))

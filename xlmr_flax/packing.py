@@ -15,20 +15,21 @@ import numpy as np
 
 from xlmr_core import unpadding
 from xlmr_core.modeling_utils import IGNORE_INDEX, is_static
-from xlmr_core.unpadding import check_budget_fits, check_contiguous_rows, check_unpadded_arguments
+from xlmr_core.unpadding import check_contiguous_rows, check_mask_fits, check_unpadded_arguments
 from xlmr_core.unpadding import token_budget as bucketed_token_budget
 
 from .inputs import concrete
 
 
-def packed_length(attention_mask, unpadded, token_budget) -> int | None:
+def packed_length(attention_mask, unpadded, token_budget, pair_budget=None, causal=False) -> int | None:
     """The static packed length of a call, or None for the padded path.
 
     With a concrete mask the budget defaults to the real-token count's bucket (one compilation
     per bucket) and a mask without padding takes the padded path; a traced mask (under `jit`)
-    takes `token_budget`, else `batch * sequence` (correct, no saving).
+    takes `token_budget`, else `batch * sequence` (correct, no saving). A concrete mask must fit
+    the budgets given (`pair_budget`: of a decoder's pairs when `causal`).
     """
-    check_unpadded_arguments(unpadded, token_budget)
+    check_unpadded_arguments(unpadded, token_budget, pair_budget)
     if not unpadded or attention_mask is None:  # no mask: nothing is padding
         return None
     rows = attention_mask.reshape(-1, attention_mask.shape[-1])  # multiple choice: one row per choice
@@ -39,13 +40,11 @@ def packed_length(attention_mask, unpadded, token_budget) -> int | None:
             raise ValueError("unpadded=True with symbolic shapes (jax.export) needs a static token_budget")
         return int(capacity if token_budget is None else token_budget)
     check_contiguous_rows(values.reshape(rows.shape))
+    check_mask_fits(values.reshape(rows.shape), token_budget, pair_budget, causal)
     count = int(np.count_nonzero(values))
     if count == capacity:
         return None  # no padding: the padded path is the unpadded one
-    if token_budget is None:
-        return bucketed_token_budget(count, capacity)
-    check_budget_fits(token_budget, count)
-    return int(token_budget)
+    return bucketed_token_budget(count, capacity) if token_budget is None else int(token_budget)
 
 
 class BlockLayout(NamedTuple):
@@ -67,6 +66,7 @@ class BlockLayout(NamedTuple):
     offset: jax.Array
     diagonal: jax.Array
     combine: jax.Array
+    overflow: jax.Array  # the sequences need more blocks or pairs than the budgets (traced mask)
     block: int
 
     @property
@@ -128,6 +128,7 @@ class BlockLayout(NamedTuple):
             offset.astype(jnp.int32),
             diagonal,
             combine.astype(jnp.int32),
+            (block_end[-1] > blocks) | (pair_end[-1] > pairs),
             block,
         )
 
@@ -150,10 +151,13 @@ class Packing(NamedTuple):
     layout: BlockLayout | None = None
 
     @classmethod
-    def from_mask(cls, attention_mask, budget: int | None = None, causal: bool = False) -> Packing:
+    def from_mask(
+        cls, attention_mask, budget: int | None = None, causal: bool = False, pair_budget: int | None = None
+    ) -> Packing:
         """Packing of `attention_mask`'s real tokens into `budget` rows (None: the real-token
         count, which needs a concrete mask; under `jit` it is `batch * seq`), with the block
-        layout of its attention (`causal`: a decoder's pairs)."""
+        layout of its attention (`causal`: a decoder's pairs; `pair_budget`: at most that many,
+        see `xlmr_core.unpadding.static_budgets`)."""
         batch_size, seq_length = attention_mask.shape
         values = concrete(attention_mask)
         if budget is None:
@@ -169,12 +173,13 @@ class Packing(NamedTuple):
         if not is_static(batch_size, seq_length):  # jax.export: attention in the padded layout
             return cls(rows.astype(jnp.int32), slots, jnp.sum(flat), first, batch_size, seq_length)
         block = unpadding.attention_block_size(seq_length)
-        if values is None:  # traced: the worst case any mask within the budget reaches
-            blocks = unpadding.block_budget_bound(budget, batch_size, seq_length, block)
-            pairs = unpadding.pair_budget_bound(budget, batch_size, seq_length, block, causal)
+        if values is None:  # traced: the worst case any mask within the budget reaches, or the promise
+            blocks, pairs = unpadding.traced_attention_budgets(
+                budget, batch_size, seq_length, block, causal, pair_budget
+            )
         else:
             blocks, pairs = unpadding.packed_attention_budgets(
-                values.astype(bool).sum(1), block, causal, budget, batch_size, seq_length
+                values.astype(bool).sum(1), block, causal, budget, batch_size, seq_length, pair_budget
             )
         lengths = jnp.sum(attention_mask.astype(bool), axis=1)
         layout = BlockLayout.from_lengths(lengths, seq_length, budget, block, blocks, pairs, causal)
@@ -216,5 +221,9 @@ class Packing(NamedTuple):
         return jnp.take(self._with_zero_row(x), rows, axis=0)
 
     def guard(self, x):
-        """NaN everywhere when the real tokens did not fit the budget (only possible under `jit`)."""
-        return jnp.where(self.count > self.budget, jnp.nan, x).astype(x.dtype)
+        """NaN everywhere when the real tokens, or their attention pairs, did not fit the budgets
+        (only possible under `jit`): a wrong budget shows instead of silently dropping tokens."""
+        overflow = self.count > self.budget
+        if self.layout is not None:
+            overflow = overflow | self.layout.overflow
+        return jnp.where(overflow, jnp.nan, x).astype(x.dtype)

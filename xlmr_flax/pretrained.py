@@ -114,6 +114,7 @@ class FlaxXLMRobertaPreTrainedModel(CheckpointIO, InputChecks):
         train: bool = False,
         unpadded: bool = False,
         token_budget: int | None = None,
+        pair_budget: int | None = None,
     ):
         """Run the model. Arguments and outputs as in `xlmr_torch`; `train=True` turns dropout on
         and needs `dropout_rng`. Works inside `jax.jit` / `jax.grad` with `params` passed in.
@@ -126,7 +127,9 @@ class FlaxXLMRobertaPreTrainedModel(CheckpointIO, InputChecks):
         padding. With a concrete mask the budget defaults to the real-token count's bucket (one
         compilation per bucket) and a mask without padding takes the padded path; under `jit` the
         mask is traced, so pass `token_budget` (static; a batch with more real tokens gives NaN),
-        else it is `batch * sequence` (correct, no saving)."""
+        else it is `batch * sequence` (correct, no saving). `pair_budget` (static) bounds the
+        attention's block pairs the same way; without it a traced mask pays the worst case the
+        token budget allows. `xlmr_core.unpadding.static_budgets(mask)` gives both."""
         config = self.config
         optional = {
             "encoder_hidden_states": encoder_hidden_states,
@@ -169,7 +172,11 @@ class FlaxXLMRobertaPreTrainedModel(CheckpointIO, InputChecks):
         }
         inputs = self._check_inputs(inputs)
         inputs.update({name: to_index(inputs[name]) for name in ID_INPUTS})
-        inputs["token_budget"] = packed_length(inputs["attention_mask"], unpadded, token_budget)
+        inputs["token_budget"] = packed_length(
+            inputs["attention_mask"], unpadded, token_budget, pair_budget, config.is_decoder
+        )
+        if inputs["token_budget"] is not None:
+            inputs["pair_budget"] = pair_budget
         use_cache = config.is_decoder and (config.use_cache if use_cache is None else use_cache)
         if labels is not None or inputs["token_budget"] is not None:
             use_cache = False

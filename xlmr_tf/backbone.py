@@ -161,7 +161,7 @@ class XLMRobertaMainLayer(Block):
         )
         self._check_head_mask(values.get("head_mask"))
         unpadded = False if values.get("unpadded") is None else values["unpadded"]
-        unpadding.check_unpadded_arguments(unpadded, values.get("token_budget"))
+        unpadding.check_unpadded_arguments(unpadded, values.get("token_budget"), values.get("pair_budget"))
         if unpadded:
             self._check_unpadded(values)
         return values
@@ -183,7 +183,9 @@ class XLMRobertaMainLayer(Block):
         if concrete is None:
             return  # traced: trusted (a graph asserts the budget, XLA cannot)
         unpadding.check_contiguous_rows(concrete)
-        unpadding.check_budget_fits(values.get("token_budget"), int(concrete.astype(bool).sum()))
+        unpadding.check_mask_fits(
+            concrete, values.get("token_budget"), values.get("pair_budget"), self.config.is_decoder
+        )
 
     def _check_token_inputs(self, input_ids, inputs_embeds):
         if (input_ids is None) == (inputs_embeds is None):

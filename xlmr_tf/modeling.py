@@ -31,8 +31,10 @@ from the mask (`Packing`), the embeddings, every layer and the head run on the r
 `[tokens, hidden]`, and the outputs are unpacked once. A concrete mask packs to its bucketed
 `token_budget`; a traced one packs to its run-time count in a plain `tf.function`, and under
 XLA to `token_budget` when given, else batch × seq (correct, no saving): pass `token_budget`
-for compiled calls, one compilation per bucket. `model.unpadded` and `model.token_budget` are
-what calls that do not say use (`fit`, `evaluate`, `predict`).
+for compiled calls, one compilation per bucket. Under XLA a traced mask's attention pays the
+worst case of block pairs the budget allows unless `pair_budget` bounds them; both come from
+`xlmr_core.unpadding.static_budgets(mask)`. `model.unpadded`, `model.token_budget` and
+`model.pair_budget` are what calls that do not say use (`fit`, `evaluate`, `predict`).
 """
 
 from __future__ import annotations

@@ -32,9 +32,11 @@ class Packing:
     with `budget=None` it has exactly `count` rows, a shape known only at run time.
     """
 
-    def __init__(self, attention_mask, budget=None):
+    def __init__(self, attention_mask, budget=None, pair_budget=None, causal=False):
         mask = tf.cast(attention_mask, tf.bool)
         self.mask = mask
+        self.pair_budget = pair_budget  # at most this many attention block pairs (static), or None
+        self.causal = causal  # the model is a decoder: its pairs are causal ones
         self._layouts = {}  # causal -> BlockLayout, made once per call by the first layer
         self.shape = tf.shape(mask)
         self.static_shape = mask.shape
@@ -56,9 +58,11 @@ class Packing:
         self.unpack_index = tf.where(flat, tf.minimum(rank, self.budget), self.budget)
 
     @classmethod
-    def from_mask(cls, attention_mask, budget=None) -> Packing:
-        """The packing of `attention_mask` `[batch, seq]` into `budget` rows (None: the real-token count)."""
-        return cls(attention_mask, budget)
+    def from_mask(cls, attention_mask, budget=None, pair_budget=None, causal=False) -> Packing:
+        """The packing of `attention_mask` `[batch, seq]` into `budget` rows (None: the real-token
+        count), its attention over at most `pair_budget` block pairs when given (static budgets:
+        see `xlmr_core.unpadding.static_budgets`; `causal`: a decoder's pairs)."""
+        return cls(attention_mask, budget, pair_budget, causal)
 
     def block_layout(self, causal: bool) -> BlockLayout | None:
         """The block layout of this packing's attention (`causal`: a decoder's pairs), or None
@@ -81,11 +85,12 @@ class Packing:
             concrete = tf.get_static_value(self.mask)
             if concrete is not None:
                 blocks, pairs = unpadding.packed_attention_budgets(
-                    concrete.sum(axis=1), block, causal, self.budget, batch, seq_length
+                    concrete.sum(axis=1), block, causal, self.budget, batch, seq_length, self.pair_budget
                 )
-            elif in_xla_compilation():
-                blocks = unpadding.block_budget_bound(self.budget, batch, seq_length, block)
-                pairs = unpadding.pair_budget_bound(self.budget, batch, seq_length, block, causal)
+            elif in_xla_compilation():  # the worst case any mask within the budgets reaches
+                blocks, pairs = unpadding.traced_attention_budgets(
+                    self.budget, batch, seq_length, block, causal, self.pair_budget
+                )
             else:
                 blocks, pairs = _exact_counts(lengths, block, causal)
             return BlockLayout(lengths, seq_length, self.budget, block, blocks, pairs, causal)
@@ -130,9 +135,17 @@ class Packing:
         return tokens
 
     def guard(self, x):
-        """NaN everywhere when the real tokens did not fit the budget (only possible under XLA,
-        which drops the check): a wrong budget shows instead of silently dropping tokens."""
-        return tf.where(self.count > self.budget, tf.constant(float("nan"), x.dtype), x)
+        """NaN everywhere when the real tokens, or their attention pairs, did not fit the budgets
+        (only possible under XLA, which drops the checks): a wrong budget shows instead of
+        silently dropping tokens. Called on the embeddings, before any layout exists, so the
+        pairs' check is made from the lengths here."""
+        overflow = self.count > self.budget
+        if self.pair_budget is not None and self.static_shape[1] is not None:
+            lengths = tf.reduce_sum(tf.cast(self.mask, tf.int32), axis=1)
+            block = unpadding.attention_block_size(self.static_shape[1])
+            _, pairs = _exact_counts(lengths, block, self.causal)
+            overflow = overflow | (pairs > self.pair_budget)
+        return tf.where(overflow, tf.constant(float("nan"), x.dtype), x)
 
     def pack_labels(self, labels, ignore_index: int = IGNORE_INDEX):
         """Padded-layout labels -> packed, `ignore_index` on the filler rows."""
@@ -213,8 +226,11 @@ def _exact_counts(lengths, block, causal):
     return tf.reduce_sum(counts), tf.reduce_sum(pairs)
 
 
-def packing_for_call(attention_mask, unpadded: bool, token_budget) -> Packing | None:
-    """The `Packing` of a call with `unpadded` and `token_budget`, or None for the padded path.
+def packing_for_call(
+    attention_mask, unpadded: bool, token_budget, pair_budget=None, causal: bool = False
+) -> Packing | None:
+    """The `Packing` of a call with `unpadded`, `token_budget` and `pair_budget`, or None for the
+    padded path (`causal`: the model is a decoder).
 
     A concrete mask gives a bucketed budget (`xlmr_core.unpadding.token_budget`) or, without
     padding, the padded path itself. A traced mask without `token_budget` packs to its run-time
@@ -232,12 +248,25 @@ def packing_for_call(attention_mask, unpadded: bool, token_budget) -> Packing | 
             budget = unpadding.token_budget(real, concrete.size)
     elif budget is None and in_xla_compilation():
         budget = attention_mask.shape.num_elements() or tf.size(attention_mask)
-    elif budget is not None and not in_xla_compilation():
+    elif not in_xla_compilation():
         # XLA drops assertions; a plain graph stops here rather than drop tokens.
-        count = tf.reduce_sum(tf.cast(tf.cast(attention_mask, tf.bool), tf.int32))
-        check = tf.debugging.assert_less_equal(
-            count, budget, message=f"token_budget={budget} is smaller than the batch's real tokens"
-        )
-        with tf.control_dependencies([check]):
-            attention_mask = tf.identity(attention_mask)
-    return Packing.from_mask(attention_mask, budget)
+        attention_mask = _asserting_budgets(attention_mask, budget, pair_budget, causal)
+    return Packing.from_mask(attention_mask, budget, pair_budget, causal)
+
+
+def _asserting_budgets(attention_mask, token_budget, pair_budget, causal):
+    """`attention_mask`, behind run-time assertions that its tokens and pairs fit the budgets."""
+    mask = tf.cast(tf.cast(attention_mask, tf.bool), tf.int32)
+    checks = []
+    if token_budget is not None:
+        message = f"token_budget={token_budget} is smaller than the batch's real tokens"
+        checks.append(tf.debugging.assert_less_equal(tf.reduce_sum(mask), token_budget, message=message))
+    if pair_budget is not None and attention_mask.shape[1] is not None:
+        block = unpadding.attention_block_size(attention_mask.shape[1])
+        _, pairs = _exact_counts(tf.reduce_sum(mask, axis=1), block, causal)
+        message = f"pair_budget={pair_budget} is smaller than the batch's attention block pairs"
+        checks.append(tf.debugging.assert_less_equal(pairs, pair_budget, message=message))
+    if not checks:
+        return attention_mask
+    with tf.control_dependencies(checks):
+        return tf.identity(attention_mask)

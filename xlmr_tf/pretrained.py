@@ -39,14 +39,15 @@ _INPUT_NAMES = (
     "labelled_positions_only",
     "unpadded",
     "token_budget",
+    "pair_budget",
 )
 # Options passed to Keras's call as Python values, never as tensors.
-_STATIC_OPTIONS = ("unpadded", "token_budget")
+_STATIC_OPTIONS = ("unpadded", "token_budget", "pair_budget")
 _INTEGER_INPUTS = ("input_ids", "token_type_ids", "position_ids")
 
 
 OUTPUT_OPTIONS = ("output_attentions", "output_hidden_states", "return_dict")
-UNPADDED_OPTIONS = ("unpadded", "token_budget")
+UNPADDED_OPTIONS = ("unpadded", "token_budget", "pair_budget")
 _FALSE_BY_DEFAULT = ("unpadded", "labelled_positions_only")
 
 
@@ -91,9 +92,11 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, ServingInputSpec,
     # The arguments that carry training targets, in the order a bare `y` fills them.
     label_names: tuple[str, ...] = ("labels",)
     # What a call that does not say uses (set them for `fit`/`evaluate`/`predict`, whose steps
-    # call the model without options): `model.unpadded = True`, and under XLA a `token_budget`.
+    # call the model without options): `model.unpadded = True`, and under XLA a `token_budget`
+    # (and a `pair_budget`, see `xlmr_core.unpadding.static_budgets`).
     unpadded: bool = False
     token_budget: int | None = None
+    pair_budget: int | None = None
 
     def __init__(self, config: XLMRobertaConfig, **kwargs):
         super().__init__(**kwargs)
@@ -320,7 +323,11 @@ class TFXLMRobertaPreTrainedModel(CheckpointIO, KerasTraining, ServingInputSpec,
     def _packing(self, values: dict) -> Packing | None:
         """The `Packing` of this call when it runs unpadded, else None (see `packing_for_call`)."""
         return packing_for_call(
-            values.get("attention_mask"), values.get("unpadded"), values.get("token_budget")
+            values.get("attention_mask"),
+            values.get("unpadded"),
+            values.get("token_budget"),
+            values.get("pair_budget"),
+            self.config.is_decoder,
         )
 
     def _body(self, values: dict, training: bool, keep_packed: bool = True, **extra):

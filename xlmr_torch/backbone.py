@@ -27,7 +27,7 @@ from xlmr_core import BaseModelOutputWithPoolingAndCrossAttentions, XLMRobertaCo
 from xlmr_core.caching import check_past_key_values
 from xlmr_core.call_limits import check_activation_size
 from xlmr_core.modeling_utils import check_integer_dtype
-from xlmr_core.unpadding import check_unpadded_arguments, check_unpadded_options
+from xlmr_core.unpadding import check_mask_fits, check_unpadded_arguments, check_unpadded_options
 
 from . import outputs as _outputs  # noqa: F401 - registers the output classes as torch pytrees
 from .attention import AttentionInputs
@@ -101,13 +101,16 @@ class XLMRobertaModel(EncodingMixin, XLMRobertaPreTrainedModel):
         return_dict=None,
         unpadded: bool = False,
         token_budget: int | None = None,
+        pair_budget: int | None = None,
     ):
         """`unpadded=True`: run on the real tokens only (`xlmr_core.unpadding`; see `Packing`).
 
         Padded positions of `last_hidden_state` / `hidden_states` come back as zeros; the pooler
         reads position 0 as before. `token_budget` (optional) fixes the packed length; without it
         the packed length is the exact real-token count, since eager torch has no compiled program
-        to reuse. Under a tracer, or without padding in the mask, this is the padded path.
+        to reuse. `pair_budget` is checked to hold the mask's attention block pairs, as in TF and
+        Flax, where it sizes the compiled attention; torch attends per sequence whatever it is.
+        Under a tracer, or without padding in the mask, this is the padded path.
         """
         out = self.forward_rows(**backbone_arguments(locals()))
         output = BaseModelOutputWithPoolingAndCrossAttentions(
@@ -136,6 +139,7 @@ class XLMRobertaModel(EncodingMixin, XLMRobertaPreTrainedModel):
         output_hidden_states=None,
         unpadded: bool = False,
         token_budget: int | None = None,
+        pair_budget: int | None = None,
     ) -> BackboneRows:
         """`forward`'s work, leaving the token rows packed when the call packs (for the heads)."""
         config = self.config
@@ -143,7 +147,7 @@ class XLMRobertaModel(EncodingMixin, XLMRobertaPreTrainedModel):
         output_hidden_states = (
             config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
-        check_unpadded_arguments(unpadded, token_budget)
+        check_unpadded_arguments(unpadded, token_budget, pair_budget)
         if unpadded:
             # `use_cache` as the caller set it: a decoder config's default use_cache=True is not a request.
             check_unpadded_options(
@@ -159,6 +163,10 @@ class XLMRobertaModel(EncodingMixin, XLMRobertaPreTrainedModel):
         past_length = check_past_key_values(config, past_key_values, batch_size)
         check_length(config, past_length, seq_length)
         check_activation_size(config, batch_size, seq_length, past_length)
+        if unpadded and attention_mask is not None and not tracing():
+            check_mask_fits(
+                attention_mask.detach().cpu().numpy(), token_budget, pair_budget, config.is_decoder
+            )
         packing = None
         if unpads(unpadded, attention_mask):
             check_shape(attention_mask, (batch_size, seq_length), "attention_mask")

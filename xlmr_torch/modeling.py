@@ -95,6 +95,7 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
         return_dict=None,
         unpadded: bool = False,
         token_budget: int | None = None,
+        pair_budget: int | None = None,
     ):
         if labels is not None:
             use_cache = False
@@ -156,6 +157,7 @@ class XLMRobertaForMaskedLM(XLMRobertaPreTrainedModel):
         labelled_positions_only: bool = False,
         unpadded: bool = False,
         token_budget: int | None = None,
+        pair_budget: int | None = None,
     ):
         if labelled_positions_only and labels is None:
             raise ValueError("labelled_positions_only=True needs labels to know which positions are labelled")
@@ -217,6 +219,7 @@ class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
         return_dict=None,
         unpadded: bool = False,
         token_budget: int | None = None,
+        pair_budget: int | None = None,
     ):
         out = self.roberta.forward_rows(**backbone_arguments(locals()))
         logits = self.classifier(out.first_tokens())
@@ -253,6 +256,7 @@ class XLMRobertaForMultipleChoice(XLMRobertaPreTrainedModel):
         return_dict=None,
         unpadded: bool = False,
         token_budget: int | None = None,
+        pair_budget: int | None = None,
     ):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids and inputs_embeds")
@@ -319,6 +323,7 @@ class XLMRobertaForTokenClassification(XLMRobertaPreTrainedModel):
         return_dict=None,
         unpadded: bool = False,
         token_budget: int | None = None,
+        pair_budget: int | None = None,
     ):
         out = self.roberta.forward_rows(**backbone_arguments(locals()))
         row_logits = self.classifier(self.dropout(out.rows))
@@ -364,6 +369,7 @@ class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
         return_dict=None,
         unpadded: bool = False,
         token_budget: int | None = None,
+        pair_budget: int | None = None,
     ):
         if self.num_labels != 2:
             raise ValueError(

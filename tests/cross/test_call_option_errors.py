@@ -11,7 +11,13 @@ import pytest
 
 from tests.cross.harness import tiny_config
 from xlmr_core.caching import check_past_key_values
-from xlmr_core.unpadding import check_budget_fits, check_unpadded_arguments, conflict_message
+from xlmr_core.unpadding import (
+    attention_pairs,
+    check_budget_fits,
+    check_pairs_fit,
+    check_unpadded_arguments,
+    conflict_message,
+)
 
 FRAMEWORKS = ("torch", "tf", "flax")
 IDS = np.array([[0, 5, 6, 7, 8, 2], [0, 9, 10, 11, 1, 1]], dtype=np.int32)
@@ -98,6 +104,15 @@ UNPADDED_CASES = {
     "a budget below the real tokens": (
         {"unpadded": True, "token_budget": 3},
         _error(check_budget_fits, 3, int(MASK.sum())),
+    ),
+    "a zero pair budget": (
+        {"unpadded": True, "pair_budget": 0},
+        _error(check_unpadded_arguments, True, None, 0),
+    ),
+    "a pair budget without unpadded": ({"pair_budget": 4}, _error(check_unpadded_arguments, False, None, 4)),
+    "a pair budget below the pairs": (
+        {"unpadded": True, "pair_budget": 1},
+        _error(check_pairs_fit, 1, attention_pairs(MASK)),
     ),
     **{
         f"unpadded with {option}": ({"unpadded": True, option: value}, (ValueError, conflict_message(option)))

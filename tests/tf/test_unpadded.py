@@ -318,6 +318,18 @@ def test_fit_trains_unpadded_when_the_model_says_so():
         np.testing.assert_allclose(weights[1][name], weights[0][name], atol=1e-5, err_msg=name)
 
 
+def test_fit_takes_the_pair_budget_the_model_says():
+    """`model.pair_budget` reaches every step `fit` runs: one too small for a batch is refused."""
+    head = "TFXLMRobertaForTokenClassification"
+    inputs = _inputs(head)
+    model = _model(head)
+    model.unpadded, model.pair_budget = True, 1
+    data = tf.data.Dataset.from_tensor_slices({**inputs, **_labels(head, inputs["attention_mask"])}).batch(2)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), jit_compile=False)
+    with pytest.raises(ValueError, match="pair_budget=1 is smaller than the batch's"):
+        model.fit(data, epochs=1, shuffle=False, verbose=0)
+
+
 # ----------------------------------------------------------------------------- errors
 
 
