@@ -20,6 +20,7 @@ import pytest
 
 from xlmr_core import checkpoint as ckpt
 from xlmr_core.formats import safetensors, torch_pickle
+from xlmr_core.formats.base import as_lazy
 
 
 def assert_one_line(error: BaseException, *fragments: str) -> None:
@@ -263,3 +264,23 @@ def test_row_blocks_read_alone_equal_the_whole_tensor(tmp_path, fmt):
         tensor = checkpoint.tensors["roberta.embeddings.word_embeddings.weight"]
         for start, stop in [(0, 3), (3, 7), (5, 100)]:
             np.testing.assert_array_equal(tensor.load_rows(start, stop), table[start:stop])
+
+
+@pytest.mark.parametrize("parallel_bytes", [1 << 40, 64], ids=["one read", "parallel parts"])
+def test_read_into_fills_the_buffer_with_the_tensor_in_one_or_several_parts(
+    tmp_path, monkeypatch, parallel_bytes
+):
+    """Big tensors are read by several threads, each its own byte range; the bytes are the same,
+    and a file that shrinks after its header was read is still a one-line error."""
+    monkeypatch.setattr(safetensors, "PARALLEL_READ_BYTES", parallel_bytes)
+    table = np.arange(4 * 257, dtype=np.float32).reshape(257, 4)  # parts that split rows
+    path = tmp_path / "model.safetensors"
+    safetensors.write(path, as_lazy({"before": np.ones(3, np.float32), "table": table}))
+    tensor = safetensors.read(path, mmap=False)["table"]
+    out = np.empty(table.shape, np.float32)
+    tensor.read_into(out)
+    np.testing.assert_array_equal(out, table)
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size - 4)
+    with pytest.raises(ckpt.CheckpointError, match="truncated safetensors file"):
+        tensor.read_into(out)
