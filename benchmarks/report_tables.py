@@ -209,38 +209,57 @@ def sweep_section(series: dict, settings: dict, plotted: bool) -> list[str]:
         f"Forward pass, about {settings['sweep_tokens']:,} tokens per batch ({batches}); median of "
         f"{settings['sweep_repeats']} after a first call; tokens/s:",
         "",
-        "| implementation | " + " | ".join(str(n) for n in lengths) + " |",
-        "|---|" + "--:|" * len(lengths),
+        *series_table(series, lengths, str),
     ]
-    for label, points in series.items():
-        lines.append(f"| {label} | " + " | ".join(fmt(points.get(n)) for n in lengths) + " |")
     return lines
 
 
-def draw_plot(series: dict, path: Path, title: str) -> None:
+def series_table(series: dict, columns: list, heading) -> list[str]:
+    """A markdown table: a row per series label, a column per x value (`heading(x)`; — where missing)."""
+    lines = [
+        "| implementation | " + " | ".join(heading(x) for x in columns) + " |",
+        "|---|" + "--:|" * len(columns),
+    ]
+    for label, points in series.items():
+        lines.append(f"| {label} | " + " | ".join(fmt(points.get(x)) for x in columns) + " |")
+    return lines
+
+
+# Line colour per framework, and (marker, line style) per implementation, in both plots.
+PLOT_COLORS = {"PyTorch": "tab:red", "TensorFlow": "tab:orange", "Flax": "tab:blue"}
+PLOT_STYLES = {"ours": ("o", "-"), "reference": ("s", "--")}
+PADDING_PLOT_STYLES = {"reference": ("s", ":"), "ours padded": ("^", "--"), "ours unpadded": ("o", "-")}
+
+
+def plot_series(
+    series: dict, path: Path, title: str, styles: dict, xlabel: str, ylabel: str, log_x=False
+) -> None:
+    """One line per `"<implementation> <framework>"` label of `series` ({x: y}), saved as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"PyTorch": "tab:red", "TensorFlow": "tab:orange", "Flax": "tab:blue"}
     figure, axes = plt.subplots(figsize=(8, 5))
     for label, points in series.items():
-        implementation, framework = label.split(" ", 1)
-        lengths = sorted(points)
+        implementation, framework = label.rsplit(" ", 1)
+        xs = sorted(points)
+        marker, linestyle = styles[implementation]
         axes.plot(
-            lengths,
-            [points[n] for n in lengths],
-            marker="o" if implementation == "ours" else "s",
-            linestyle="-" if implementation == "ours" else "--",
-            color=colors[framework],
-            label=f"{framework}: {implementation}" + ("" if implementation == "ours" else " (transformers)"),
+            xs,
+            [points[x] for x in xs],
+            marker=marker,
+            linestyle=linestyle,
+            color=PLOT_COLORS[framework],
+            label=f"{framework}: {implementation}"
+            + (" (transformers)" if implementation == "reference" else ""),
         )
-    axes.set_xscale("log", base=2)
-    axes.set_xticks(sorted({n for points in series.values() for n in points}))
-    axes.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    axes.set_xlabel("sequence length (tokens)")
-    axes.set_ylabel("forward throughput (tokens/s)")
+    if log_x:
+        axes.set_xscale("log", base=2)
+        axes.set_xticks(sorted({x for points in series.values() for x in points}))
+        axes.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
     axes.set_ylim(bottom=0)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
@@ -248,6 +267,19 @@ def draw_plot(series: dict, path: Path, title: str) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def draw_plot(series: dict, path: Path, title: str) -> None:
+    """Forward tokens/s against sequence length (log scale), ours and the reference per framework."""
+    plot_series(
+        series,
+        path,
+        title,
+        PLOT_STYLES,
+        "sequence length (tokens)",
+        "forward throughput (tokens/s)",
+        log_x=True,
+    )
 
 
 def measured_parts(results: dict, key: str):
@@ -341,45 +373,21 @@ def padding_section(results: dict, settings: dict, plotted: bool) -> list[str]:
         "padding fraction; forward pass, real tokens/s, median of "
         f"{settings['sweep_repeats']} interleaved rounds:",
         "",
-        "| implementation | " + " | ".join(f"{f:.2f}" for f in fractions) + " |",
-        "|---|" + "--:|" * len(fractions),
+        *series_table(series, fractions, "{:.2f}".format),
     ]
-    for label, points in series.items():
-        lines.append(f"| {label} | " + " | ".join(fmt(points.get(f)) for f in fractions) + " |")
     return lines
 
 
 def draw_padding_plot(series: dict, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {"PyTorch": "tab:red", "TensorFlow": "tab:orange", "Flax": "tab:blue"}
-    styles = {"reference": ("s", ":"), "ours padded": ("^", "--"), "ours unpadded": ("o", "-")}
-    figure, axes = plt.subplots(figsize=(8, 5))
-    for label, points in series.items():
-        implementation, framework = label.rsplit(" ", 1)
-        fractions = sorted(points)
-        marker, linestyle = styles[implementation]
-        axes.plot(
-            fractions,
-            [points[f] for f in fractions],
-            marker=marker,
-            linestyle=linestyle,
-            color=colors[framework],
-            label=f"{framework}: {implementation}"
-            + (" (transformers)" if implementation == "reference" else ""),
-        )
-    axes.set_xlabel("padding fraction of the batch")
-    axes.set_ylabel("forward throughput (real tokens/s)")
-    axes.set_ylim(bottom=0)
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=8)
-    axes.set_title(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    """Real tokens/s against the padding fraction: the reference, ours padded and unpadded."""
+    plot_series(
+        series,
+        path,
+        title,
+        PADDING_PLOT_STYLES,
+        "padding fraction of the batch",
+        "forward throughput (real tokens/s)",
+    )
 
 
 def bf16_section(results: dict, settings: dict) -> list[str]:
