@@ -36,7 +36,6 @@ class Packing:
         mask = tf.cast(attention_mask, tf.bool)
         self.mask = mask
         self.pair_budget = pair_budget  # at most this many attention block pairs (static), or None
-        self.causal = causal  # the model is a decoder: its pairs are causal ones
         self._layouts = {}  # causal -> BlockLayout, made once per call by the first layer
         self.shape = tf.shape(mask)
         self.static_shape = mask.shape
@@ -56,6 +55,14 @@ class Packing:
         self.real = tf.range(self.budget) < self.count  # which packed rows are real tokens
         # Each padded position's packed row; padding reads the zero row appended at `budget`.
         self.unpack_index = tf.where(flat, tf.minimum(rank, self.budget), self.budget)
+        self.lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)  # real tokens per row
+        # Whether the tokens, or their attention pairs, overflow the budgets (see `guard`): made
+        # here, once, since the guard runs on the embeddings before any layout exists.
+        self.overflow = self.count > self.budget
+        if pair_budget is not None and self.static_shape[1] is not None:
+            block = unpadding.attention_block_size(self.static_shape[1])
+            _, pairs = _exact_counts(self.lengths, block, causal)
+            self.overflow = self.overflow | (pairs > pair_budget)
 
     @classmethod
     def from_mask(cls, attention_mask, budget=None, pair_budget=None, causal=False) -> Packing:
@@ -78,7 +85,7 @@ class Packing:
 
     def _make_layout(self, causal: bool) -> BlockLayout | None:
         batch, seq_length = self.static_shape
-        lengths = tf.reduce_sum(tf.cast(self.mask, tf.int32), axis=1)
+        lengths = self.lengths
         static = isinstance(self.budget, int) and batch is not None and seq_length is not None
         if static:
             block = unpadding.attention_block_size(seq_length)
@@ -137,15 +144,8 @@ class Packing:
     def guard(self, x):
         """NaN everywhere when the real tokens, or their attention pairs, did not fit the budgets
         (only possible under XLA, which drops the checks): a wrong budget shows instead of
-        silently dropping tokens. Called on the embeddings, before any layout exists, so the
-        pairs' check is made from the lengths here."""
-        overflow = self.count > self.budget
-        if self.pair_budget is not None and self.static_shape[1] is not None:
-            lengths = tf.reduce_sum(tf.cast(self.mask, tf.int32), axis=1)
-            block = unpadding.attention_block_size(self.static_shape[1])
-            _, pairs = _exact_counts(lengths, block, self.causal)
-            overflow = overflow | (pairs > self.pair_budget)
-        return tf.where(overflow, tf.constant(float("nan"), x.dtype), x)
+        silently dropping tokens."""
+        return tf.where(self.overflow, tf.constant(float("nan"), x.dtype), x)
 
     def pack_labels(self, labels, ignore_index: int = IGNORE_INDEX):
         """Padded-layout labels -> packed, `ignore_index` on the filler rows."""
